@@ -1,0 +1,1 @@
+"""The pure core: jobs, files, applications and identity as plain data. No I/O."""

@@ -1,0 +1,99 @@
+"""What crosses the service boundary: commands in, views out (msgspec Structs, CONTRACT names)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from decode_userapi.domain.jobs import (
+    ApplicationSpec,
+    HardwareSpec,
+    Job,
+    JobAttributes,
+    JobStatus,
+    PathsOut,
+)
+
+
+class JobCreate(msgspec.Struct, kw_only=True):
+    """A request to start a job. Everything but the name and the application has a default."""
+
+    job_name: str
+    application: ApplicationSpec
+    environment: str | None = None
+    priority: int | None = 0
+    attributes: JobAttributes | None = None
+    hardware: HardwareSpec | None = None
+
+
+class StatusUpdate(msgspec.Struct, kw_only=True):
+    """An update from the worker-facing API."""
+
+    job_id: int
+    status: JobStatus
+    runtime_details: str | None = None
+
+
+class StatusView(msgspec.Struct):
+    """The answer to a status update: the job's stored status after it."""
+
+    job_id: int
+    status: JobStatus
+
+
+class JobView(msgspec.Struct, kw_only=True):
+    id: int
+    job_name: str
+    user_id: str
+    user_email: str | None
+    environment: str | None
+    priority: int
+    application: ApplicationSpec
+    attributes: JobAttributes
+    hardware: HardwareSpec | None
+    status: JobStatus
+    date_created: datetime
+    date_started: datetime | None
+    date_finished: datetime | None
+    runtime_details: str | None
+    paths_out: PathsOut
+
+    @classmethod
+    def of(cls, job: Job) -> JobView:
+        assert job.id is not None
+        return cls(
+            id=job.id,
+            job_name=job.job_name,
+            user_id=job.user_id,
+            user_email=job.user_email,
+            environment=job.environment,
+            priority=job.priority,
+            application=job.application,
+            attributes=job.attributes,
+            hardware=job.hardware,
+            status=job.status,
+            date_created=job.date_created,
+            date_started=job.date_started,
+            date_finished=job.date_finished,
+            runtime_details=job.runtime_details,
+            paths_out=job.paths_out,
+        )
+
+
+class UserView(msgspec.Struct):
+    email: str | None
+    groups: list[str]
+
+
+class TokenView(msgspec.Struct):
+    id_token: str
+    expires_in: int
+
+
+class Rename(msgspec.Struct):
+    path: str
+
+
+AccessInfo = dict[str, Any]

@@ -1,0 +1,172 @@
+"""Jobs and their lifecycle."""
+
+from __future__ import annotations
+
+import enum
+import re
+from datetime import datetime
+
+import msgspec
+
+from decode_userapi.domain.errors import InvalidRequest
+
+
+class JobStatus(str, enum.Enum):
+    queued = "queued"
+    pulled = "pulled"
+    preprocessing = "preprocessing"
+    running = "running"
+    postprocessing = "postprocessing"
+    finished = "finished"
+    error = "error"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (JobStatus.finished, JobStatus.error)
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+_RANK = {
+    JobStatus.queued: 0,
+    JobStatus.pulled: 1,
+    JobStatus.preprocessing: 2,
+    JobStatus.running: 3,
+    JobStatus.postprocessing: 4,
+    JobStatus.finished: 5,
+    JobStatus.error: 5,
+}
+
+Environment = str  # "cloud" | "local"; validated in `validate_environment`
+ENVIRONMENTS = ("cloud", "local")
+MIN_PRIORITY, MAX_PRIORITY = 0, 5
+MAX_JOB_NAME = 128
+MAX_ENV_VARS = 64
+MAX_ENV_VALUE = 4096
+MAX_INPUTS = 1000
+_JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+\-]*")
+
+
+class ApplicationSpec(msgspec.Struct):
+    application: str
+    version: str
+    entrypoint: str
+
+
+class FilesDown(msgspec.Struct):
+    config_id: str | None = None
+    data_ids: list[str] = []
+    artifact_ids: list[str] = []
+
+
+class JobAttributes(msgspec.Struct):
+    files_down: FilesDown = msgspec.field(default_factory=FilesDown)
+    env_vars: dict[str, str] = {}
+
+
+class HardwareSpec(msgspec.Struct):
+    cpu_cores: int | None = None
+    memory: int | None = None
+    gpu_model: str | None = None
+    gpu_archi: str | None = None
+    gpu_mem: int | None = None
+
+
+class PathsOut(msgspec.Struct):
+    output: str
+    log: str
+    artifact: str
+
+
+def paths_out_for(job_name: str) -> PathsOut:
+    return PathsOut(output=f"output/{job_name}", log=f"log/{job_name}", artifact=f"artifact/{job_name}")
+
+
+def check_job_name(name: str) -> str:
+    """A job name is one path segment: it names the job's output folders, and may never leave them."""
+    if not 1 <= len(name) <= MAX_JOB_NAME or not _JOB_NAME.fullmatch(name) or name.rstrip(".") != name:
+        raise InvalidRequest(
+            f"job_name must be 1 to {MAX_JOB_NAME} letters, digits or '. _ + -' characters, "
+            "starting with a letter or digit and not ending with a dot"
+        )
+    return name
+
+
+def check_priority(priority: int) -> int:
+    if not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+        raise InvalidRequest(f"priority must be between {MIN_PRIORITY} and {MAX_PRIORITY}")
+    return priority
+
+
+def check_environment(environment: str | None) -> str | None:
+    if environment is not None and environment not in ENVIRONMENTS:
+        raise InvalidRequest(f"environment must be one of {', '.join(ENVIRONMENTS)} or null")
+    return environment
+
+
+class Job(msgspec.Struct, kw_only=True):
+    """A job as recorded. `id` is None until the store assigns one."""
+
+    id: int | None = None
+    user_id: str
+    user_email: str | None
+    job_name: str
+    environment: str | None
+    priority: int
+    application: ApplicationSpec
+    attributes: JobAttributes
+    hardware: HardwareSpec | None
+    status: JobStatus = JobStatus.queued
+    date_created: datetime
+    date_started: datetime | None = None
+    date_finished: datetime | None = None
+    runtime_details: str | None = None
+
+    @property
+    def paths_out(self) -> PathsOut:
+        return paths_out_for(self.job_name)
+
+
+class UpdateOutcome(msgspec.Struct, frozen=True):
+    """What applying a status update did."""
+
+    applied: bool  # the status or the details changed
+    entered_terminal: bool  # the job entered `finished`/`error` with this update
+    stale: bool  # the update was older than the stored state and changed nothing
+
+
+def apply_status_update(
+    job: Job, status: JobStatus, runtime_details: str | None, now: datetime
+) -> UpdateOutcome:
+    """Apply one update from the worker-facing API, in place.
+
+    The order is queued < pulled < preprocessing < running < postprocessing < finished|error.
+    From `queued` any update applies (workers may skip steps). From an active state a later state
+    applies; `queued` applies too (the worker-facing API re-queues timed-out jobs; `date_started`
+    is kept); the same state is a keep-alive. An earlier active state is stale and changes nothing.
+    `finished` and `error` are final. Non-empty details are appended on a new line.
+    """
+    current = job.status
+    if current.is_terminal:
+        return UpdateOutcome(applied=False, entered_terminal=False, stale=True)
+    moves = (
+        current is JobStatus.queued
+        or status is JobStatus.queued
+        or status.rank >= current.rank
+    )
+    if not moves:
+        return UpdateOutcome(applied=False, entered_terminal=False, stale=True)
+    changed = status is not current
+    job.status = status
+    if job.date_started is None and status is not JobStatus.queued and not status.is_terminal:
+        job.date_started = now  # the first `pulled`, or the first later step if a worker skipped it
+    if status.is_terminal:
+        job.date_finished = now
+    if runtime_details:
+        job.runtime_details = (
+            f"{job.runtime_details}\n{runtime_details}" if job.runtime_details else runtime_details
+        )
+        changed = True
+    return UpdateOutcome(applied=changed, entered_terminal=status.is_terminal, stale=False)
