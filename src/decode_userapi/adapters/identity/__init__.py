@@ -1,0 +1,1 @@
+"""Identity adapters: the built-in identity provider and its UserStore (SQL and in memory)."""

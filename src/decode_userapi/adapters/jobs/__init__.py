@@ -1,0 +1,1 @@
+"""JobStore adapters: SQL (SQLite, PostgreSQL) through SQLAlchemy Core, and an in-memory store."""

@@ -1,0 +1,85 @@
+"""An in-memory JobStore: dict-backed, with the same behaviour as the SQL store."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC
+
+from decode_userapi.domain.errors import JobNameTaken, NotFound
+from decode_userapi.domain.jobs import Job
+
+
+def _stored(job: Job) -> Job:
+    """A private copy of `job`, with its datetimes in UTC as the SQL store returns them."""
+    stored = copy.deepcopy(job)
+    for field in ("date_created", "date_started", "date_finished"):
+        value = getattr(stored, field)
+        if value is not None:
+            setattr(stored, field, value.astimezone(UTC))
+    return stored
+
+
+class InMemoryJobUnitOfWork:
+    """Works on a private copy of the store's table; the store adopts it on commit."""
+
+    def __init__(self, jobs: dict[int, Job], next_id: int) -> None:
+        self.jobs = jobs
+        self.next_id = next_id
+
+    async def add(self, job: Job) -> Job:
+        if any(j.user_id == job.user_id and j.job_name == job.job_name for j in self.jobs.values()):
+            raise JobNameTaken(f"you already have a job named {job.job_name!r}")
+        stored = _stored(job)
+        stored.id = self.next_id
+        self.next_id += 1
+        self.jobs[stored.id] = stored
+        return copy.deepcopy(stored)
+
+    async def get(self, job_id: int, *, for_update: bool = False) -> Job | None:
+        job = self.jobs.get(job_id)
+        return None if job is None else copy.deepcopy(job)
+
+    async def list_for_user(self, user_id: str, *, offset: int, limit: int) -> list[Job]:
+        mine = sorted(
+            (j for j in self.jobs.values() if j.user_id == user_id),
+            key=lambda j: (j.date_created, j.id),
+            reverse=True,
+        )
+        return [copy.deepcopy(j) for j in mine[offset : offset + limit]]
+
+    async def save(self, job: Job) -> None:
+        if job.id not in self.jobs:
+            raise NotFound(f"job {job.id} not found")
+        self.jobs[job.id] = _stored(job)
+
+    async def delete(self, job_id: int) -> None:
+        self.jobs.pop(job_id, None)
+
+
+class InMemoryJobStore:
+    """Jobs in a dict; ids count from 1 and are never reused. Callers only ever hold copies.
+
+    One unit of work runs at a time (a lock held for its whole duration), which is what
+    `get(..., for_update=True)` promises.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: dict[int, Job] = {}
+        self._next_id = 1
+        self._lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[InMemoryJobUnitOfWork]:
+        async with self._lock:
+            uow = InMemoryJobUnitOfWork(dict(self._jobs), self._next_id)
+            yield uow  # an exception here discards the working copy: rollback
+            self._jobs, self._next_id = uow.jobs, uow.next_id
+
+    async def start(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass

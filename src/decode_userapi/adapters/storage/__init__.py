@@ -1,0 +1,1 @@
+"""FileStorage adapters: a local directory tree, and an in-memory fake."""

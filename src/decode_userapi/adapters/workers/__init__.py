@@ -1,0 +1,1 @@
+"""WorkerDispatch adapters: the worker-facing API over HTTP, and an in-memory fake."""

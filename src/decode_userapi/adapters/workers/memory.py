@@ -1,0 +1,25 @@
+"""An in-memory WorkerDispatch: records what it was given; `fail = True` makes it refuse."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from decode_userapi.domain.errors import WorkerUnavailable
+
+
+class InMemoryWorkerDispatch:
+    def __init__(self) -> None:
+        self.submitted: list[dict[str, Any]] = []
+        self.fail = False
+
+    async def start(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
+
+    async def submit(self, payload: dict[str, Any]) -> None:
+        if self.fail:
+            raise WorkerUnavailable("the worker-facing API is unavailable (in-memory dispatch set to fail)")
+        self.submitted.append(copy.deepcopy(payload))

@@ -1,0 +1,1 @@
+"""Stand-ins for the services decode-userapi talks to, for integration tests."""

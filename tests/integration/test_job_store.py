@@ -1,0 +1,219 @@
+"""The JobStore contract, run against every adapter: in memory, SQL on SQLite, SQL on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
+
+import msgspec
+import pytest
+
+from decode_userapi.adapters.jobs.memory import InMemoryJobStore
+from decode_userapi.adapters.jobs.sqlalchemy import SqlJobStore
+from decode_userapi.adapters.sql import Database
+from decode_userapi.domain.errors import JobNameTaken, NotFound
+from decode_userapi.domain.jobs import ApplicationSpec, FilesDown, HardwareSpec, Job, JobAttributes, JobStatus
+from decode_userapi.ports.jobs import JobStore
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+@pytest.fixture
+async def store(store_database_url: str | None) -> AsyncIterator[JobStore]:
+    store = InMemoryJobStore() if store_database_url is None else SqlJobStore(Database(store_database_url))
+    await store.start()
+    yield store
+    await store.aclose()
+
+
+def make_job(name: str = "job", user: str = "alice", created: datetime = T0, **fields: object) -> Job:
+    values: dict[str, object] = {
+        "user_id": user,
+        "user_email": f"{user}@example.org",
+        "job_name": name,
+        "environment": None,
+        "priority": 0,
+        "application": ApplicationSpec(application="decode", version="v0_10_1", entrypoint="train"),
+        "attributes": JobAttributes(),
+        "hardware": None,
+        "date_created": created,
+    }
+    return Job(**(values | fields))  # type: ignore[arg-type]
+
+
+async def add(store: JobStore, *jobs: Job) -> list[Job]:
+    async with store.unit_of_work() as uow:
+        return [await uow.add(job) for job in jobs]
+
+
+async def get(store: JobStore, job_id: int) -> Job | None:
+    async with store.unit_of_work() as uow:
+        return await uow.get(job_id)
+
+
+async def names(store: JobStore, user: str = "alice", *, offset: int = 0, limit: int = 100) -> list[str]:
+    async with store.unit_of_work() as uow:
+        return [job.job_name for job in await uow.list_for_user(user, offset=offset, limit=limit)]
+
+
+async def test_add_assigns_increasing_ids_and_leaves_the_argument_alone(store: JobStore) -> None:
+    jobs = [make_job(f"j{i}") for i in range(3)]
+    added = await add(store, *jobs)
+    ids = [job.id for job in added]
+    assert all(isinstance(i, int) for i in ids) and ids == sorted(ids) and len(set(ids)) == 3
+    assert [job.id for job in jobs] == [None, None, None]
+    assert added[0] == msgspec.structs.replace(jobs[0], id=ids[0])
+
+
+async def test_ids_are_not_reused_after_delete(store: JobStore) -> None:
+    first, second = await add(store, make_job("a"), make_job("b"))
+    async with store.unit_of_work() as uow:
+        await uow.delete(second.id)  # type: ignore[arg-type]
+    (third,) = await add(store, make_job("c"))
+    assert third.id > second.id > first.id  # type: ignore[operator]
+
+
+async def test_get_round_trips_every_field(store: JobStore) -> None:
+    plus_two = timezone(timedelta(hours=2))
+    full = make_job(
+        "full",
+        user="bob",
+        created=datetime(2026, 3, 1, 14, 0, 0, 654321, tzinfo=plus_two),
+        user_email=None,
+        environment="cloud",
+        priority=5,
+        application=ApplicationSpec(application="decode", version="v0_11", entrypoint="fit"),
+        attributes=JobAttributes(
+            files_down=FilesDown(config_id="cfg", data_ids=["d1", "sub/d2"], artifact_ids=["model"]),
+            env_vars={"B": "2", "A": "x y", "EMPTY": ""},
+        ),
+        hardware=HardwareSpec(cpu_cores=8, memory=64000, gpu_model="A100", gpu_archi="ampere", gpu_mem=40),
+        status=JobStatus.running,
+        date_started=datetime(2026, 3, 1, 12, 5, 1, 1, tzinfo=UTC),
+        date_finished=datetime(2026, 3, 1, 9, 0, tzinfo=timezone(timedelta(hours=-5))),
+        runtime_details="line 1\nline 2 ✓",
+    )
+    bare = make_job("bare", hardware=None)
+    empty_hardware = make_job("empty-hardware", hardware=HardwareSpec())
+    for job in (full, bare, empty_hardware):
+        (added,) = await add(store, job)
+        stored = await get(store, added.id)  # type: ignore[arg-type]
+        assert stored == msgspec.structs.replace(job, id=added.id)
+        for when in (stored.date_created, stored.date_started, stored.date_finished):  # type: ignore[union-attr]
+            assert when is None or when.utcoffset() == timedelta(0)
+
+
+async def test_a_job_name_is_taken_per_user(store: JobStore) -> None:
+    async with store.unit_of_work() as uow:
+        await uow.add(make_job("train-1"))
+        with pytest.raises(JobNameTaken, match="train-1"):
+            await uow.add(make_job("train-1", created=T0 + timedelta(seconds=1)))
+        await uow.add(make_job("train-1", user="bob"))
+        await uow.add(make_job("train-2"))  # the unit of work is still usable after the conflict
+    assert await names(store) == ["train-2", "train-1"]
+    assert await names(store, "bob") == ["train-1"]
+    with pytest.raises(JobNameTaken):
+        await add(store, make_job("train-1"))
+
+
+async def test_a_deleted_jobs_name_can_be_used_again(store: JobStore) -> None:
+    (job,) = await add(store, make_job("again"))
+    async with store.unit_of_work() as uow:
+        await uow.delete(job.id)  # type: ignore[arg-type]
+    (again,) = await add(store, make_job("again"))
+    assert again.id != job.id
+
+
+async def test_list_is_newest_first_then_paged(store: JobStore) -> None:
+    await add(
+        store,
+        make_job("middle", created=T0 + timedelta(minutes=1)),
+        make_job("oldest", created=T0),
+        make_job("newest", created=T0 + timedelta(minutes=2)),
+        make_job("tie-first", created=T0 + timedelta(minutes=1)),  # same time as "middle", larger id
+        make_job("bobs", user="bob", created=T0 + timedelta(hours=1)),
+    )
+    assert await names(store) == ["newest", "tie-first", "middle", "oldest"]
+    assert await names(store, limit=1) == ["newest"]
+    assert await names(store, offset=1, limit=2) == ["tie-first", "middle"]
+    assert await names(store, offset=4) == []
+    assert await names(store, "bob") == ["bobs"]
+    assert await names(store, "nobody") == []
+
+
+async def test_save_persists_status_dates_and_details(store: JobStore) -> None:
+    (job,) = await add(store, make_job())
+    started, finished = T0 + timedelta(seconds=5), T0 + timedelta(minutes=5)
+    async with store.unit_of_work() as uow:
+        current = await uow.get(job.id, for_update=True)  # type: ignore[arg-type]
+        assert current is not None
+        current.status, current.date_started = JobStatus.pulled, started
+        current.runtime_details = "pulled by worker 7"
+        await uow.save(current)
+        current.status, current.date_finished = JobStatus.finished, finished
+        await uow.save(current)
+    assert await get(store, job.id) == msgspec.structs.replace(  # type: ignore[arg-type]
+        job,
+        status=JobStatus.finished,
+        date_started=started,
+        date_finished=finished,
+        runtime_details="pulled by worker 7",
+    )
+
+
+async def test_callers_hold_copies(store: JobStore) -> None:
+    job = make_job(attributes=JobAttributes(env_vars={"A": "1"}))
+    (added,) = await add(store, job)
+    job.attributes.env_vars["A"] = "changed"
+    added.attributes.env_vars["A"] = "changed"
+    async with store.unit_of_work() as uow:
+        read = await uow.get(added.id)  # type: ignore[arg-type]
+        read.attributes.files_down.data_ids.append("changed")  # type: ignore[union-attr]
+        read.status = JobStatus.error  # type: ignore[union-attr]
+    stored = await get(store, added.id)  # type: ignore[arg-type]
+    assert stored.attributes == JobAttributes(env_vars={"A": "1"})  # type: ignore[union-attr]
+    assert stored.status is JobStatus.queued  # type: ignore[union-attr]
+
+
+async def test_an_exception_rolls_everything_back(store: JobStore) -> None:
+    kept, doomed = await add(store, make_job("kept"), make_job("doomed"))
+    with pytest.raises(RuntimeError, match="boom"):
+        async with store.unit_of_work() as uow:
+            await uow.add(make_job("never"))
+            current = await uow.get(kept.id, for_update=True)  # type: ignore[arg-type]
+            current.status = JobStatus.error  # type: ignore[union-attr]
+            await uow.save(current)  # type: ignore[arg-type]
+            await uow.delete(doomed.id)  # type: ignore[arg-type]
+            raise RuntimeError("boom")
+    assert sorted(await names(store)) == ["doomed", "kept"]
+    assert await get(store, kept.id) == kept  # type: ignore[arg-type]
+
+
+async def test_delete_and_missing_jobs(store: JobStore) -> None:
+    (job,) = await add(store, make_job())
+    async with store.unit_of_work() as uow:
+        await uow.delete(job.id)  # type: ignore[arg-type]
+        assert await uow.get(job.id) is None  # type: ignore[arg-type]
+        await uow.delete(job.id)  # type: ignore[arg-type]  # deleting a missing job is not an error
+        assert await uow.get(987654, for_update=True) is None
+        with pytest.raises(NotFound):
+            await uow.save(job)
+    assert await get(store, job.id) is None  # type: ignore[arg-type]
+    assert await names(store) == []
+
+
+async def test_for_update_serialises_read_modify_write(store: JobStore) -> None:
+    (job,) = await add(store, make_job())
+
+    async def append(line: str) -> None:
+        async with store.unit_of_work() as uow:
+            current = await uow.get(job.id, for_update=True)  # type: ignore[arg-type]
+            assert current is not None
+            await asyncio.sleep(0.001)  # let the others run between the read and the write
+            current.runtime_details = f"{current.runtime_details}\n{line}" if current.runtime_details else line
+            await uow.save(current)
+
+    await asyncio.gather(*(append(f"update {i}") for i in range(20)))
+    stored = await get(store, job.id)  # type: ignore[arg-type]
+    assert sorted(stored.runtime_details.split("\n")) == sorted(f"update {i}" for i in range(20))  # type: ignore[union-attr]
