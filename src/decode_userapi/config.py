@@ -1,0 +1,167 @@
+"""Settings: read once from the environment (and a `.env` file), then frozen."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+DEFAULT_DATA_DIR = "decode-userapi-data"
+PACKAGED_CONFIG = "application_config.yaml"
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used; the message names it."""
+
+
+def _flag(value: str | None, name: str) -> bool | None:
+    if value is None or value.strip() == "":
+        return None
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be 1/0, true/false, yes/no or on/off, not {value!r}")
+
+
+def _int(value: str | None, name: str, default: int) -> int:
+    if value is None or value.strip() == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, not {value!r}") from None
+
+
+def default_application_config() -> str:
+    """The shipped application config: inside the installed package, or at the source checkout's root."""
+    packaged = Path(__file__).with_name(PACKAGED_CONFIG)
+    if packaged.is_file():
+        return str(packaged)
+    return str(Path(__file__).resolve().parents[2] / PACKAGED_CONFIG)
+
+
+def async_database_url(url: str) -> str:
+    """The SQLAlchemy async URL for a user-facing `sqlite:///…` or `postgresql://…` URL."""
+    for prefix, driver in (
+        ("sqlite:", "sqlite+aiosqlite:"),
+        ("postgresql:", "postgresql+asyncpg:"),
+        ("postgres:", "postgresql+asyncpg:"),
+    ):
+        if url.startswith(prefix):
+            return driver + url[len(prefix) :]
+    if url.startswith(("sqlite+aiosqlite:", "postgresql+asyncpg:")):
+        return url
+    raise SettingsError("DATABASE_URL must start with sqlite:/// or postgresql://")
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Every setting the service reads. `Settings.from_env()` builds it; tests build it directly."""
+
+    data_dir: str = DEFAULT_DATA_DIR
+    auth: bool = True
+    filesystem: Literal["local", "s3"] = "local"
+    user_data_root_path: str = f"{DEFAULT_DATA_DIR}/user_data"
+    s3_bucket: str | None = None
+    s3_region: str | None = None
+    database_url: str = f"sqlite:///{DEFAULT_DATA_DIR}/userapi.db"
+    database_pool_size: int = 10
+    workerfacing_api_url: str = "http://127.0.0.1:8001"
+    internal_api_key: str | None = None
+    identity: Literal["builtin", "cognito"] = "builtin"
+    cognito_client_id: str | None = None
+    cognito_secret: str | None = None
+    cognito_user_pool_id: str | None = None
+    cognito_region: str | None = None
+    token_signing_key: str | None = None
+    token_ttl_seconds: int = 3600
+    application_config_file: str = msgspec.field(default_factory=default_application_config)
+    email_sender_service: Literal["mailjet", ""] = ""
+    email_sender_address: str | None = None
+    email_sender_api_key: str | None = None
+    email_sender_secret_key: str | None = None
+    frontend_url: str | None = None
+    max_upload_bytes: int = 10 * 1024**3
+    max_json_bytes: int = 1024**2
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return async_database_url(self.database_url)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, env_file: str | None = ".env") -> Settings:
+        """Settings from `environ` (default: the process environment) over a `.env` file, if any."""
+        values: dict[str, str] = {}
+        if env_file and Path(env_file).is_file():
+            from dotenv import dotenv_values
+
+            values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+        values.update(os.environ if environ is None else environ)
+
+        def get(name: str) -> str | None:
+            value = values.get(name)
+            return value if value not in (None, "") else None
+
+        data_dir = get("DECODE_DATA_DIR") or DEFAULT_DATA_DIR
+        identity = "cognito" if get("COGNITO_USER_POOL_ID") else "builtin"
+        auth = _flag(get("AUTH"), "AUTH")
+        filesystem = (get("FILESYSTEM") or "local").lower()
+        if filesystem not in ("local", "s3"):
+            raise SettingsError(f"FILESYSTEM must be local or s3, not {filesystem!r}")
+        database_url = get("DATABASE_URL") or f"sqlite:///{data_dir}/userapi.db"
+        if "{}" in database_url:
+            secret = get("DATABASE_SECRET")
+            if secret is None:
+                raise SettingsError("DATABASE_URL has a {} placeholder but DATABASE_SECRET is not set")
+            database_url = database_url.replace("{}", secret)
+        email_service = (get("EMAIL_SENDER_SERVICE") or "").lower()
+        if email_service not in ("mailjet", ""):
+            raise SettingsError(f"EMAIL_SENDER_SERVICE must be mailjet or empty, not {email_service!r}")
+        settings = cls(
+            data_dir=data_dir,
+            # The account endpoints are on by default only with the built-in identity provider.
+            auth=auth if auth is not None else identity == "builtin",
+            filesystem=filesystem,  # type: ignore[arg-type]
+            user_data_root_path=get("USER_DATA_ROOT_PATH") or f"{data_dir}/user_data",
+            s3_bucket=get("S3_BUCKET"),
+            s3_region=get("S3_REGION"),
+            database_url=database_url,
+            database_pool_size=_int(get("DATABASE_POOL_SIZE"), "DATABASE_POOL_SIZE", 10),
+            workerfacing_api_url=(get("WORKERFACING_API_URL") or "http://127.0.0.1:8001").rstrip("/"),
+            internal_api_key=get("INTERNAL_API_KEY_SECRET"),
+            identity=identity,  # type: ignore[arg-type]
+            cognito_client_id=get("COGNITO_CLIENT_ID"),
+            cognito_secret=get("COGNITO_SECRET"),
+            cognito_user_pool_id=get("COGNITO_USER_POOL_ID"),
+            cognito_region=get("COGNITO_REGION"),
+            token_signing_key=get("TOKEN_SIGNING_KEY"),
+            token_ttl_seconds=_int(get("TOKEN_TTL_SECONDS"), "TOKEN_TTL_SECONDS", 3600),
+            application_config_file=get("APPLICATION_CONFIG_FILE") or default_application_config(),
+            email_sender_service=email_service,  # type: ignore[arg-type]
+            email_sender_address=get("EMAIL_SENDER_ADDRESS"),
+            email_sender_api_key=get("EMAIL_SENDER_API_KEY"),
+            email_sender_secret_key=get("EMAIL_SENDER_SECRET_KEY"),
+            frontend_url=get("FRONTEND_URL"),
+            max_upload_bytes=_int(get("MAX_UPLOAD_BYTES"), "MAX_UPLOAD_BYTES", 10 * 1024**3),
+            max_json_bytes=_int(get("MAX_JSON_BYTES"), "MAX_JSON_BYTES", 1024**2),
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        async_database_url(self.database_url)
+        if self.filesystem == "s3" and not self.s3_bucket:
+            raise SettingsError("FILESYSTEM=s3 needs S3_BUCKET")
+        if self.identity == "cognito" and not (self.cognito_client_id and self.cognito_region):
+            raise SettingsError("COGNITO_USER_POOL_ID needs COGNITO_CLIENT_ID and COGNITO_REGION")
+        if self.email_sender_service == "mailjet" and not (
+            self.email_sender_address and self.email_sender_api_key and self.email_sender_secret_key
+        ):
+            raise SettingsError(
+                "EMAIL_SENDER_SERVICE=mailjet needs EMAIL_SENDER_ADDRESS, EMAIL_SENDER_API_KEY "
+                "and EMAIL_SENDER_SECRET_KEY"
+            )

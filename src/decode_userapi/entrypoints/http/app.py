@@ -1,0 +1,74 @@
+"""The Litestar application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar
+from litestar.config.cors import CORSConfig
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+
+from decode_userapi.container import Services, start_adapters, stop_adapters
+from decode_userapi.entrypoints.http.deps import provide_caller, provide_principal
+from decode_userapi.entrypoints.http.errors import EXCEPTION_HANDLERS
+from decode_userapi.entrypoints.http.files import FilesController
+from decode_userapi.entrypoints.http.internal import job_status
+from decode_userapi.entrypoints.http.jobs import JobsController
+from decode_userapi.entrypoints.http.users import ACCOUNT_HANDLERS, SERVICE_HANDLERS
+
+
+def create_app(services: Services, *, manage_adapters: bool = True) -> Litestar:
+    """An app over `services`. With `manage_adapters`, its lifespan starts and closes the adapters."""
+    settings = services.settings()
+    adapters = services.adapters
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if manage_adapters:
+            await start_adapters(adapters)
+        try:
+            yield
+        finally:
+            if manage_adapters:
+                await stop_adapters(adapters)
+
+    handlers: list[Any] = [*SERVICE_HANDLERS, FilesController, JobsController, job_status]
+    if settings.auth:
+        handlers += ACCOUNT_HANDLERS
+    cors = (
+        CORSConfig(
+            allow_origins=[settings.frontend_url],
+            allow_credentials=True,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+        if settings.frontend_url
+        else None
+    )
+    app = Litestar(
+        route_handlers=handlers,
+        dependencies={
+            "principal": Provide(provide_principal),
+            "caller": Provide(provide_caller),
+            "jobs": Provide(lambda: services.jobs(), sync_to_thread=False),
+            "files": Provide(lambda: services.files(), sync_to_thread=False),
+        },
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        lifespan=[lifespan],
+        cors_config=cors,
+        request_max_body_size=settings.max_json_bytes,
+        openapi_config=OpenAPIConfig(
+            title="DECODE OpenCloud user-facing API",
+            version="1.0.0",
+            path="/docs",
+            render_plugins=[SwaggerRenderPlugin(path="/")],
+        ),
+    )
+    app.state.identity = adapters.identity()
+    app.state.internal_api_key = settings.internal_api_key
+    app.state.max_upload_bytes = settings.max_upload_bytes
+    return app

@@ -1,0 +1,78 @@
+"""One table from errors to HTTP answers. Every error body is `{"detail": str}`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from decode_userapi.domain import errors as e
+
+log = structlog.get_logger(__name__)
+
+STATUS: dict[type[e.DomainError], int] = {
+    e.BadRequest: 400,
+    e.Unauthenticated: 401,
+    e.Forbidden: 403,
+    e.NotFound: 404,
+    e.NotAllowed: 405,
+    e.Conflict: 409,
+    e.PayloadTooLarge: 413,
+    e.InvalidRequest: 422,
+    e.DependencyUnavailable: 503,
+}
+RETRY_AFTER_SECONDS = "5"
+
+
+def _status_of(exc: e.DomainError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]  # type: ignore[index]
+    return 400
+
+
+def _answer(status: int, detail: str, headers: dict[str, str] | None = None) -> Response[Any]:
+    return Response(
+        {"detail": detail}, status_code=status, media_type=MediaType.JSON, headers=headers or {}
+    )
+
+
+def domain_error_handler(request: Request[Any, Any, Any], exc: e.DomainError) -> Response[Any]:
+    status = _status_of(exc)
+    headers: dict[str, str] = {}
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if status == 503:
+        headers["Retry-After"] = RETRY_AFTER_SECONDS
+        log.warning("request.dependency_unavailable", path=request.url.path, detail=exc.detail)
+    return _answer(status, exc.detail, headers)
+
+
+def _validation_detail(exc: ValidationException) -> str:
+    messages = []
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        if isinstance(item, dict) and item.get("message"):
+            where = item.get("key")
+            messages.append(f"{item['message']}" + (f" (in {where})" if where else ""))
+    return f"{exc.detail}: {'; '.join(messages)}" if messages else str(exc.detail)
+
+
+def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    detail = _validation_detail(exc) if isinstance(exc, ValidationException) else str(exc.detail)
+    if exc.status_code >= 500:
+        log.error("request.failed", path=request.url.path, detail=detail)
+    return _answer(exc.status_code, detail, dict(exc.headers or {}))
+
+
+def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("request.crashed", path=request.url.path, method=request.method)
+    return _answer(500, "internal server error")
+
+
+EXCEPTION_HANDLERS = {
+    e.DomainError: domain_error_handler,
+    HTTPException: http_exception_handler,
+    Exception: internal_error_handler,
+}

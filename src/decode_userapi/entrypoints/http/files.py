@@ -1,0 +1,134 @@
+"""`/files`: each user's private tree.
+
+Routes use one `{p:path}` handler per method and read the path as sent (`raw_path`), because
+Litestar normalises paths (dropping the trailing slash that marks a folder, decoding `%2F`)
+before it fills path parameters. A trailing `/download`, `/url` or `/upload` names the action.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from litestar import Controller, Request, delete, get, post, put
+from litestar.di import NamedDependency
+from litestar.params import JSONBody, QueryParameter
+from litestar.response import Stream
+from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from decode_userapi.domain.commands import Rename
+from decode_userapi.domain.errors import BadRequest
+from decode_userapi.domain.files import FileHTTPRequest, FileInfo, UserPath
+from decode_userapi.domain.identity import Principal
+from decode_userapi.entrypoints.http.deps import api_base_url, raw_subpath
+from decode_userapi.entrypoints.http.multipart import MultipartFile
+from decode_userapi.services.files import FileService
+
+PREFIX = "/files"
+_TOKEN = re.compile(r"[A-Za-z0-9!#$&+\-.^_`|~]+")
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+
+
+def _flag(value: str | None, name: str, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise BadRequest(f"{name} must be true or false")
+
+
+def _split_action(request: Request[Any, Any, Any], actions: tuple[str, ...]) -> tuple[str, str | None]:
+    """The raw path after /files, and the action named by its last segment, if any."""
+    raw = raw_subpath(request, PREFIX)
+    for action in actions:
+        suffix = f"/{action}"
+        if raw.endswith(suffix):
+            return raw[: -len(suffix)], action
+    return raw, None
+
+
+def content_disposition(filename: str) -> str:
+    """`attachment` with the name as a plain token when it is one, else quoted plus RFC 5987 UTF-8."""
+    if _TOKEN.fullmatch(filename):
+        return f"attachment; filename={filename}"
+    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+class FilesController(Controller):
+    path = PREFIX
+    tags = ["files"]
+
+    @get(["/", "/{p:path}"], summary="List a folder, download, or get a download request")
+    async def read(
+        self,
+        request: Request[Any, Any, Any],
+        principal: NamedDependency[Principal],
+        files: NamedDependency[FileService],
+        show_dirs: Annotated[str | None, QueryParameter(description="true/false, any case")] = None,
+        recursive: Annotated[str | None, QueryParameter(description="true/false, any case")] = None,
+    ) -> Any:
+        raw, action = _split_action(request, ("download", "url"))
+        path = UserPath.parse(raw, percent_encoded=True)
+        if action == "download":
+            download = await files.download(principal, path)
+            headers = {"Content-Disposition": content_disposition(download.filename)}
+            if download.size is not None:
+                headers["Content-Length"] = str(download.size)
+            return Stream(download.chunks, media_type=download.media_type, headers=headers)
+        if action == "url":
+            return await files.download_request(
+                principal,
+                path,
+                api_download_url=f"{api_base_url(request)}{PREFIX}{raw}/download",
+                authorization=request.headers.get("authorization"),
+            )
+        return await files.list(
+            principal,
+            path,
+            show_dirs=_flag(show_dirs, "show_dirs", True),
+            recursive=_flag(recursive, "recursive", False),
+        )
+
+    @post(
+        ["/", "/{p:path}"],
+        status_code=HTTP_201_CREATED,
+        request_max_body_size=None,  # uploads are limited while streaming, by MAX_UPLOAD_BYTES
+        summary="Upload a file (…/upload), get an upload request (…/url), or create a folder (…/)",
+    )
+    async def create(
+        self, request: Request[Any, Any, Any], principal: NamedDependency[Principal], files: NamedDependency[FileService]
+    ) -> FileInfo | FileHTTPRequest | None:
+        raw, action = _split_action(request, ("upload", "url"))
+        folder = UserPath.parse(raw, percent_encoded=True).as_dir()
+        if action == "upload":
+            upload = MultipartFile(request, "file", request.app.state.max_upload_bytes)
+            filename = await upload.open()
+            return await files.upload(principal, folder, filename, upload.chunks())
+        if action == "url":
+            return await files.upload_request(
+                principal,
+                folder,
+                api_upload_url=f"{api_base_url(request)}{PREFIX}{raw}/upload",
+                authorization=request.headers.get("authorization"),
+            )
+        await files.mkdir(principal, folder)
+        return None
+
+    @put(["/", "/{p:path}"], summary="Rename a file or an empty folder")
+    async def rename(
+        self, request: Request[Any, Any, Any], principal: NamedDependency[Principal], files: NamedDependency[FileService], data: JSONBody[Rename]
+    ) -> FileInfo:
+        source = UserPath.parse(raw_subpath(request, PREFIX), percent_encoded=True)
+        return await files.rename(principal, source, UserPath.parse(data.path))
+
+    @delete(["/", "/{p:path}"], status_code=HTTP_204_NO_CONTENT, summary="Delete a file or a folder")
+    async def remove(self, request: Request[Any, Any, Any], principal: NamedDependency[Principal], files: NamedDependency[FileService]) -> None:
+        await files.delete(principal, UserPath.parse(raw_subpath(request, PREFIX), percent_encoded=True))
+
+

@@ -1,0 +1,219 @@
+"""Job use cases: create, read, list, delete, and status updates from the worker-facing API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from decode_userapi.domain.applications import INPUT_KINDS, Entrypoint, check_env_vars
+from decode_userapi.domain.commands import JobCreate, JobView, StatusUpdate, StatusView
+from decode_userapi.domain.dispatch import InputSelection, build_worker_request, files_down_keys
+from decode_userapi.domain.errors import InvalidPath, InvalidRequest, MissingInput, NotFound
+from decode_userapi.domain.files import UserPath
+from decode_userapi.domain.identity import Principal
+from decode_userapi.domain.jobs import (
+    MAX_INPUTS,
+    FilesDown,
+    Job,
+    JobAttributes,
+    apply_status_update,
+    check_environment,
+    check_job_name,
+    check_priority,
+)
+from decode_userapi.ports.catalog import ApplicationCatalogSource
+from decode_userapi.ports.clock import Clock
+from decode_userapi.ports.email import EmailSender
+from decode_userapi.ports.jobs import JobStore
+from decode_userapi.ports.storage import FileStorage
+from decode_userapi.ports.workers import WorkerDispatch
+
+log = structlog.get_logger(__name__)
+
+MAX_JOB_ID = 2**63 - 1
+MAX_PAGE = 1000
+
+
+def _check_job_id(job_id: int) -> int:
+    if not 1 <= job_id <= MAX_JOB_ID:
+        raise NotFound(f"job {job_id} not found")
+    return job_id
+
+
+class JobService:
+    def __init__(
+        self,
+        store: JobStore,
+        storage: FileStorage,
+        catalog: ApplicationCatalogSource,
+        workers: WorkerDispatch,
+        email: EmailSender,
+        clock: Clock,
+    ) -> None:
+        self._store = store
+        self._storage = storage
+        self._catalog = catalog
+        self._workers = workers
+        self._email = email
+        self._clock = clock
+
+    async def applications(self) -> dict[str, Any]:
+        return (await self._catalog.current()).document
+
+    async def create(self, principal: Principal, command: JobCreate) -> JobView:
+        """Validate, record and hand a job to the worker-facing API."""
+        check_job_name(command.job_name)
+        priority = check_priority(command.priority if command.priority is not None else 0)
+        environment = check_environment(command.environment)
+        attributes = command.attributes or JobAttributes()
+        entrypoint = (await self._catalog.current()).resolve(command.application)
+        check_env_vars(entrypoint, attributes.env_vars)
+        selections = await self._resolve_inputs(principal.user_id, attributes.files_down, entrypoint)
+
+        job = Job(
+            user_id=principal.user_id,
+            user_email=principal.email,
+            job_name=command.job_name,
+            environment=environment,
+            priority=priority,
+            application=command.application,
+            attributes=attributes,
+            hardware=command.hardware,
+            date_created=self._clock.now(),
+        )
+        async with self._store.unit_of_work() as uow:
+            job = await uow.add(job)
+        log.info("job.created", job_id=job.id, user_id=job.user_id, job_name=job.job_name)
+
+        payload = build_worker_request(
+            job, entrypoint, self._files_down(job.user_id, selections), self._paths_upload(job)
+        )
+        try:
+            await self._workers.submit(payload)
+        except Exception:
+            # Not queued anywhere: take the job back so the user can submit it again.
+            async with self._store.unit_of_work() as uow:
+                await uow.delete(job.id)  # type: ignore[arg-type]
+            log.warning("job.dispatch_failed", job_id=job.id, user_id=job.user_id)
+            raise
+        log.info("job.dispatched", job_id=job.id)
+        return JobView.of(job)
+
+    async def get(self, principal: Principal, job_id: int) -> JobView:
+        return JobView.of(await self._owned(principal, job_id))
+
+    async def list(self, principal: Principal, *, offset: int = 0, limit: int = 100) -> list[JobView]:
+        if offset < 0 or offset > MAX_JOB_ID:
+            raise InvalidRequest("offset must be 0 or more")
+        if not 1 <= limit <= MAX_PAGE:
+            raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}")
+        async with self._store.unit_of_work() as uow:
+            jobs = await uow.list_for_user(principal.user_id, offset=offset, limit=limit)
+        return [JobView.of(job) for job in jobs]
+
+    async def delete(self, principal: Principal, job_id: int) -> None:
+        """Forget the job and delete its output folders. The worker's next update then gets 404."""
+        _check_job_id(job_id)
+        async with self._store.unit_of_work() as uow:
+            job = await uow.get(job_id, for_update=True)
+            if job is None or job.user_id != principal.user_id:
+                raise NotFound(f"job {job_id} not found")
+            await uow.delete(job_id)
+        paths = job.paths_out
+        for folder in (paths.output, paths.log, paths.artifact):
+            await self._storage.delete(job.user_id, UserPath.parse(folder + "/"))
+        log.info("job.deleted", job_id=job_id, user_id=job.user_id)
+
+    async def apply_status_update(self, update: StatusUpdate) -> StatusView:
+        """Apply an update from the worker-facing API; the owner is emailed once on finished/error."""
+        _check_job_id(update.job_id)
+        async with self._store.unit_of_work() as uow:
+            job = await uow.get(update.job_id, for_update=True)
+            if job is None:
+                raise NotFound(f"job {update.job_id} not found")
+            outcome = apply_status_update(job, update.status, update.runtime_details, self._clock.now())
+            if outcome.applied:
+                await uow.save(job)
+        if outcome.stale:
+            log.info(
+                "job.status_ignored",
+                job_id=job.id,
+                stored=job.status.value,
+                received=update.status.value,
+            )
+        else:
+            log.info("job.status", job_id=job.id, status=job.status.value)
+        if outcome.entered_terminal and job.user_email:
+            await self._email.send(job.user_email, *_notification(job))
+        return StatusView(job_id=update.job_id, status=job.status)
+
+    async def _owned(self, principal: Principal, job_id: int) -> Job:
+        _check_job_id(job_id)
+        async with self._store.unit_of_work() as uow:
+            job = await uow.get(job_id)
+        if job is None or job.user_id != principal.user_id:
+            raise NotFound(f"job {job_id} not found")
+        return job
+
+    async def _resolve_inputs(
+        self, user: str, files_down: FilesDown, entrypoint: Entrypoint
+    ) -> list[InputSelection]:
+        """Check every named input exists, and list the files of the ones the entrypoint mounts."""
+        named: list[tuple[str, str]] = []
+        if files_down.config_id is not None:
+            named.append(("config_id", files_down.config_id))
+        named += [("data_ids", i) for i in files_down.data_ids]
+        named += [("artifact_ids", i) for i in files_down.artifact_ids]
+        if len(named) > MAX_INPUTS:
+            raise InvalidRequest(f"a job may name at most {MAX_INPUTS} inputs")
+        selections = []
+        for kind, input_id in named:
+            folder = INPUT_KINDS[kind]
+            try:
+                relative = UserPath.parse(input_id)
+            except InvalidPath as e:
+                raise MissingInput(f"{kind} entry {input_id!r}: {e.detail}") from e
+            if relative.is_root:
+                raise MissingInput(f"{kind} entries must name a file or folder inside {folder}/")
+            path = UserPath((folder,), True).join(relative)
+            entry = await self._storage.stat(user, path)
+            if entry is None:
+                raise MissingInput(f"{kind} entry {input_id!r} does not exist under {folder}/")
+            mount = entrypoint.handler.files_down.get(kind)
+            if mount is None:
+                continue  # the entrypoint does not mount this kind of input
+            if entry.is_dir:
+                base = path.as_dir()
+                files = tuple(e.path for e in await self._storage.list(user, base, recursive=True) if not e.is_dir)
+            else:
+                base = path.as_file()
+                files = (base,)
+            selections.append(InputSelection(mount=mount, base=base, files=files))
+        return selections
+
+    def _files_down(self, user: str, selections: list[InputSelection]) -> dict[str, str]:
+        return {
+            name: self._storage.storage_uri(user, path)
+            for selection in selections
+            for name, path in files_down_keys(selection)
+        }
+
+    def _paths_upload(self, job: Job) -> dict[str, str]:
+        paths = job.paths_out
+        return {
+            kind: self._storage.storage_uri(job.user_id, UserPath.parse(folder + "/"))
+            for kind, folder in (("output", paths.output), ("log", paths.log), ("artifact", paths.artifact))
+        }
+
+
+def _notification(job: Job) -> tuple[str, str]:
+    subject = f"DECODE OpenCloud job {job.job_name} ({job.id}) {job.status.value}"
+    lines = [
+        f"Your job {job.job_name} (id {job.id}) ended with status {job.status.value}.",
+        f"Application: {job.application.application} {job.application.version} "
+        f"{job.application.entrypoint}",
+    ]
+    if job.runtime_details:
+        lines += ["", "Runtime details:", job.runtime_details]
+    return subject, "\n".join(lines)

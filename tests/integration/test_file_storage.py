@@ -1,0 +1,223 @@
+"""Contract tests for FileStorage: every test runs against every adapter."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+
+import pytest
+
+from decode_userapi.adapters.storage.local import LocalFileStorage
+from decode_userapi.adapters.storage.memory import InMemoryFileStorage
+from decode_userapi.domain.errors import Conflict, NotFound
+from decode_userapi.domain.files import Entry, UserPath
+from decode_userapi.ports.storage import FileStorage
+
+P = UserPath.parse
+
+
+@pytest.fixture(params=["local", "memory"])
+async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[FileStorage]:
+    adapter: FileStorage
+    if request.param == "local":
+        adapter = LocalFileStorage(tmp_path / "root", chunk_size=1 << 16)
+    else:
+        adapter = InMemoryFileStorage(chunk_size=1 << 16)
+    await adapter.start()
+    yield adapter
+    await adapter.aclose()
+
+
+async def stream(chunks: Iterable[bytes], fail_after: int | None = None) -> AsyncIterator[bytes]:
+    for i, chunk in enumerate(chunks):
+        if i == fail_after:
+            raise RuntimeError("client went away")
+        yield chunk
+
+
+async def put(storage: FileStorage, path: str, data: bytes = b"x", user: str = "alice") -> Entry:
+    return await storage.write(user, P(path), stream([data]))
+
+
+async def content(storage: FileStorage, path: str, user: str = "alice") -> bytes:
+    return b"".join([chunk async for chunk in storage.read(user, P(path))])
+
+
+async def listing(storage: FileStorage, path: str, recursive: bool, user: str = "alice") -> list[str]:
+    return sorted(str(e.path) for e in await storage.list(user, P(path), recursive=recursive))
+
+
+THREE_MIB = [bytes(range(256)) * 1024] * 12
+
+
+@pytest.mark.parametrize("chunks", [[], [b""], [b"hello ", b"world"], THREE_MIB])
+async def test_write_stat_read_round_trip(storage: FileStorage, chunks: list[bytes]) -> None:
+    data = b"".join(chunks)
+    entry = await storage.write("alice", P("data/a/b.bin"), stream(chunks))
+    assert entry == Entry(P("data/a/b.bin"), len(data))
+    assert await storage.stat("alice", P("data/a/b.bin")) == entry
+    assert await content(storage, "data/a/b.bin") == data
+
+
+async def test_write_replaces_a_file(storage: FileStorage) -> None:
+    await put(storage, "data/f", b"old content")
+    await put(storage, "data/f", b"new")
+    assert await content(storage, "data/f") == b"new"
+    assert await storage.stat("alice", P("data/f")) == Entry(P("data/f"), 3)
+
+
+async def test_stat(storage: FileStorage) -> None:
+    await put(storage, "data/d/f", b"abc")
+    assert await storage.stat("alice", P("data/d/")) == Entry(P("data/d/"), None)
+    assert await storage.stat("alice", P("data/d")) == Entry(P("data/d/"), None)
+    assert await storage.stat("alice", P("data/d/f/")) == Entry(P("data/d/f"), 3)
+    assert await storage.stat("alice", P("")) == Entry(UserPath.root(), None)
+    assert await storage.stat("alice", P("data/nope")) is None
+    assert await storage.stat("alice", P("data/d/f/below")) is None
+
+
+async def test_list_recursive_and_not(storage: FileStorage) -> None:
+    await put(storage, "data/top.txt", b"12345")
+    await put(storage, "data/sub/deep/leaf", b"")
+    await storage.mkdir("alice", P("data/empty/"))
+    assert await listing(storage, "data/", recursive=False) == ["data/empty/", "data/sub/", "data/top.txt"]
+    assert await listing(storage, "data/", recursive=True) == [
+        "data/empty/", "data/sub/", "data/sub/deep/", "data/sub/deep/leaf", "data/top.txt",
+    ]
+    assert await listing(storage, "", recursive=False) == ["data/"]
+    sizes = {str(e.path): e.size for e in await storage.list("alice", P("data"), recursive=True)}
+    assert sizes["data/top.txt"] == 5 and sizes["data/sub/deep/leaf"] == 0 and sizes["data/sub/"] is None
+
+
+@pytest.mark.parametrize("path", ["data/missing/", "data/file/"])
+async def test_list_of_a_missing_folder_or_a_file_is_not_found(storage: FileStorage, path: str) -> None:
+    await put(storage, "data/file")
+    with pytest.raises(NotFound):
+        await storage.list("alice", P(path), recursive=False)
+
+
+async def test_mkdir_nested_and_idempotent(storage: FileStorage) -> None:
+    await storage.mkdir("alice", P("config/a/b/c/"))
+    await storage.mkdir("alice", P("config/a/b/c/"))
+    await storage.mkdir("alice", P("config/a/"))
+    assert await listing(storage, "config/", recursive=True) == ["config/a/", "config/a/b/", "config/a/b/c/"]
+
+
+@pytest.mark.parametrize("path", ["data/f/", "data/f/below/"])
+async def test_mkdir_on_or_under_a_file_conflicts(storage: FileStorage, path: str) -> None:
+    await put(storage, "data/f")
+    with pytest.raises(Conflict):
+        await storage.mkdir("alice", P(path))
+
+
+async def test_write_under_a_file_or_onto_a_folder_conflicts(storage: FileStorage) -> None:
+    await put(storage, "data/f")
+    await storage.mkdir("alice", P("data/d/"))
+    for path in ("data/f/g", "data/d"):
+        with pytest.raises(Conflict):
+            await put(storage, path)
+    assert await listing(storage, "data/", recursive=True) == ["data/d/", "data/f"]
+
+
+async def test_rename_a_file_creates_target_parents(storage: FileStorage) -> None:
+    await put(storage, "data/f", b"abc")
+    assert await storage.rename("alice", P("data/f"), P("artifact/x/y/g")) == Entry(P("artifact/x/y/g"), 3)
+    assert await storage.stat("alice", P("data/f")) is None
+    assert await content(storage, "artifact/x/y/g") == b"abc"
+
+
+async def test_rename_an_empty_folder(storage: FileStorage) -> None:
+    await storage.mkdir("alice", P("data/old/"))
+    assert await storage.rename("alice", P("data/old/"), P("data/new/")) == Entry(P("data/new/"), None)
+    assert await listing(storage, "data/", recursive=True) == ["data/new/"]
+
+
+async def test_rename_onto_an_existing_path_conflicts(storage: FileStorage) -> None:
+    await put(storage, "data/a", b"a")
+    await put(storage, "data/b", b"b")
+    await storage.mkdir("alice", P("data/d/"))
+    for target in ("data/b", "data/d/"):
+        with pytest.raises(Conflict):
+            await storage.rename("alice", P("data/a"), P(target))
+    assert await content(storage, "data/b") == b"b"
+
+
+async def test_rename_into_itself_conflicts(storage: FileStorage) -> None:
+    await storage.mkdir("alice", P("data/d/"))
+    with pytest.raises(Conflict):
+        await storage.rename("alice", P("data/d/"), P("data/d/e/"))
+
+
+async def test_rename_of_a_missing_path_is_not_found(storage: FileStorage) -> None:
+    with pytest.raises(NotFound):
+        await storage.rename("alice", P("data/missing"), P("data/other"))
+
+
+async def test_delete(storage: FileStorage) -> None:
+    await put(storage, "data/keep")
+    await put(storage, "data/f")
+    await put(storage, "data/d/e/f")
+    await storage.delete("alice", P("data/f"))
+    await storage.delete("alice", P("data/d/"))
+    await storage.delete("alice", P("data/missing"))
+    await storage.delete("alice", P("nothing/here/"))
+    assert await listing(storage, "data/", recursive=True) == ["data/keep"]
+    await storage.delete("alice", UserPath.root())
+    assert await listing(storage, "", recursive=True) == []
+
+
+async def test_read_of_a_missing_path_or_a_folder_is_not_found(storage: FileStorage) -> None:
+    await storage.mkdir("alice", P("data/d/"))
+    for path in ("data/missing", "data/d", ""):
+        with pytest.raises(NotFound):
+            await content(storage, path)
+
+
+async def test_failed_write_leaves_nothing(storage: FileStorage) -> None:
+    await put(storage, "data/f", b"old")
+    for path in ("data/f", "data/new"):
+        with pytest.raises(RuntimeError):
+            await storage.write("alice", P(path), stream([b"a" * 1500] * 5, fail_after=2))
+    assert await listing(storage, "data/", recursive=True) == ["data/f"]
+    assert await content(storage, "data/f") == b"old"
+
+
+async def test_cancelled_write_leaves_nothing(storage: FileStorage) -> None:
+    started, never = asyncio.Event(), asyncio.Event()
+
+    async def stalled() -> AsyncIterator[bytes]:
+        yield b"first chunk"
+        started.set()
+        await never.wait()
+        yield b"never sent"
+
+    await storage.mkdir("alice", P("data/"))
+    task = asyncio.create_task(storage.write("alice", P("data/f"), stalled()))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await storage.list("alice", P("data/"), recursive=True) == []
+
+
+async def test_users_are_isolated(storage: FileStorage) -> None:
+    await put(storage, "data/secret", b"bob's", user="bob")
+    await put(storage, "data/mine", user="alice")
+    assert await listing(storage, "", recursive=True, user="alice") == ["data/", "data/mine"]
+    assert await storage.stat("alice", P("data/secret")) is None
+    with pytest.raises(NotFound):
+        await content(storage, "data/secret", user="alice")
+    await storage.delete("alice", UserPath.root())
+    assert await content(storage, "data/secret", user="bob") == b"bob's"
+    assert storage.storage_uri("alice", P("data/x")) != storage.storage_uri("bob", P("data/x"))
+
+
+async def test_storage_uri_marks_folders(storage: FileStorage) -> None:
+    assert storage.storage_uri("alice", P("output/job/")).endswith("/alice/output/job/")
+    assert storage.storage_uri("alice", P("data/f.txt")).endswith("/alice/data/f.txt")
+
+
+async def test_no_direct_requests(storage: FileStorage) -> None:
+    assert await storage.upload_request("alice", P("data/")) is None
+    assert await storage.download_request("alice", P("data/f")) is None

@@ -1,0 +1,216 @@
+"""CONTRACT "Jobs" and "Talking to the worker-facing API", over the real app and a fake worker API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import INTERNAL_KEY, user_root
+
+TRAIN = {"application": "decode", "version": "v0_10_1", "entrypoint": "train"}
+JOB_KEYS = {
+    "id", "job_name", "user_id", "user_email", "environment", "priority", "application", "attributes",
+    "hardware", "status", "date_created", "date_started", "date_finished", "runtime_details", "paths_out",
+}
+
+
+def job_body(name="decode_test", **overrides):
+    body = {
+        "job_name": name,
+        "environment": "cloud",
+        "priority": 0,
+        "application": TRAIN,
+        "attributes": {"files_down": {"config_id": "test", "data_ids": ["test"], "artifact_ids": []}, "env_vars": {}},
+        "hardware": {"cpu_cores": None, "memory": None, "gpu_model": None, "gpu_archi": None, "gpu_mem": None},
+    }
+    body.update(overrides)
+    return body
+
+
+async def put_inputs(client, user):
+    for folder, name, content in [("config/test", "param.yaml", b"p: 1"), ("data/test", "calib.mat", b"m"), ("data/test/sub", "f.tif", b"t")]:
+        r = await client.post(f"/files/{folder}/upload", headers=user.headers, files={"file": (name, content)})
+        assert r.status_code == 201
+
+
+async def status(client, job_id, value, details=None, key=INTERNAL_KEY):
+    return await client.put(
+        "/_job_status",
+        headers={"x-api-key": key} if key else {},
+        json={"job_id": job_id, "status": value, "runtime_details": details},
+    )
+
+
+async def test_applications(client, alice):
+    r = await client.get("/jobs/applications", headers=alice.headers)
+    assert r.status_code == 200
+    assert r.json()["decode"]["v0_10_1"]["train"]["handler"]["files_up"] == {"log": "log", "artifact": "model"}
+
+
+async def test_create_job_and_payload(client, alice, settings, fake_workerfacing):
+    await put_inputs(client, alice)
+    r = await client.post("/jobs", headers=alice.headers, json=job_body())
+    assert r.status_code == 201, r.text
+    job = r.json()
+    assert set(job) == JOB_KEYS
+    assert job["status"] == "queued" and job["user_id"] == "alice@example.org"
+    assert job["user_email"] == "alice@example.org"
+    assert job["paths_out"] == {"output": "output/decode_test", "log": "log/decode_test", "artifact": "artifact/decode_test"}
+    datetime.fromisoformat(job["date_created"])
+    assert job["date_started"] is None and job["date_finished"] is None and job["runtime_details"] is None
+
+    (payload,) = fake_workerfacing.received
+    root = user_root(settings, alice)
+    handler = payload["job"]["handler"]
+    assert handler["files_down"] == {
+        "config/param.yaml": f"{root}/config/test/param.yaml",
+        "data/calib.mat": f"{root}/data/test/calib.mat",
+        "data/sub/f.tif": f"{root}/data/test/sub/f.tif",
+    }
+    for uri in handler["files_down"].values():
+        assert Path(uri).is_file()
+    assert handler["image_name"] == "decode" and handler["image_version"] == "v0_10_1" and handler["entrypoint"] == "train"
+    assert handler["files_up"] == {"log": "log", "artifact": "model"}
+    assert payload["job"]["meta"]["job_id"] == job["id"]
+    assert payload["paths_upload"] == {
+        "output": f"{root}/output/decode_test/",
+        "log": f"{root}/log/decode_test/",
+        "artifact": f"{root}/artifact/decode_test/",
+    }
+    assert payload["environment"] == "cloud" and payload["priority"] == 0 and payload["group"] is None
+
+
+async def test_single_file_input_uses_its_name(client, alice, fake_workerfacing):
+    await put_inputs(client, alice)
+    body = job_body(attributes={"files_down": {"config_id": "test/param.yaml", "data_ids": ["test/calib.mat"]}})
+    r = await client.post("/jobs", headers=alice.headers, json=body)
+    assert r.status_code == 201, r.text
+    assert set(fake_workerfacing.received[0]["job"]["handler"]["files_down"]) == {"config/param.yaml", "data/calib.mat"}
+
+
+async def test_defaults_may_be_left_out(client, alice):
+    await put_inputs(client, alice)
+    r = await client.post("/jobs", headers=alice.headers, json={"job_name": "minimal", "application": TRAIN,
+                                                                "attributes": {"files_down": {"config_id": "test"}}})
+    assert r.status_code == 201, r.text
+    job = r.json()
+    assert job["priority"] == 0 and job["environment"] is None and job["hardware"] is None
+    assert job["attributes"] == {"files_down": {"config_id": "test", "data_ids": [], "artifact_ids": []}, "env_vars": {}}
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"application": {**TRAIN, "application": "nope"}}, 422),
+        ({"application": {**TRAIN, "version": "v0"}}, 422),
+        ({"application": {**TRAIN, "entrypoint": "x"}}, 422),
+        ({"priority": 6}, 422),
+        ({"priority": -1}, 422),
+        ({"attributes": {"files_down": {"config_id": "test"}, "env_vars": {"HOME": "/"}}}, 422),
+        ({"attributes": {"files_down": {"config_id": "missing"}}}, 400),
+        ({"attributes": {"files_down": {"config_id": "test", "data_ids": ["nope"]}}}, 400),
+        ({"attributes": {"files_down": {"config_id": "test", "artifact_ids": ["nope"]}}}, 400),
+        ({"attributes": {"files_down": {"config_id": "../../bob/config"}}}, 400),
+        ({"job_name": "../data"}, 422),
+        ({"job_name": ""}, 422),
+        ({"environment": "moon"}, 422),
+        ({"priority": "high"}, 400),
+        ({"application": None}, 400),
+    ],
+)
+async def test_create_rejects(client, alice, fake_workerfacing, change, code):
+    await put_inputs(client, alice)
+    r = await client.post("/jobs", headers=alice.headers, json=job_body(**change))
+    assert r.status_code == code, r.text
+    assert isinstance(r.json()["detail"], str)
+    assert fake_workerfacing.received == []
+
+
+async def test_malformed_bodies_are_4xx(client, alice):
+    for content in [b"", b"not json", b"[]", b'{"job_name": 1}', b"\xff\xfe"]:
+        r = await client.post("/jobs", headers={**alice.headers, "content-type": "application/json"}, content=content)
+        assert 400 <= r.status_code < 500, content
+
+
+async def test_duplicate_name_is_409(client, alice, bob):
+    await put_inputs(client, alice)
+    await put_inputs(client, bob)
+    assert (await client.post("/jobs", headers=alice.headers, json=job_body())).status_code == 201
+    assert (await client.post("/jobs", headers=alice.headers, json=job_body())).status_code == 409
+    assert (await client.post("/jobs", headers=bob.headers, json=job_body())).status_code == 201
+
+
+async def test_worker_api_down_answers_503_and_keeps_nothing(client, alice, fake_workerfacing):
+    await put_inputs(client, alice)
+    fake_workerfacing.mode = "down"
+    r = await client.post("/jobs", headers=alice.headers, json=job_body())
+    assert r.status_code == 503 and r.headers["retry-after"]
+    assert (await client.get("/jobs", headers=alice.headers)).json() == []
+    fake_workerfacing.mode = "up"
+    assert (await client.post("/jobs", headers=alice.headers, json=job_body())).status_code == 201
+
+
+async def test_list_get_delete(client, alice, bob, settings):
+    await put_inputs(client, alice)
+    ids = []
+    for i in range(3):
+        ids.append((await client.post("/jobs", headers=alice.headers, json=job_body(f"j{i}"))).json()["id"])
+    r = await client.get("/jobs", headers=alice.headers)
+    assert [j["id"] for j in r.json()] == ids[::-1]
+    r = await client.get("/jobs?limit=1", headers=alice.headers)
+    assert [j["id"] for j in r.json()] == [ids[-1]]
+    r = await client.get("/jobs?offset=1&limit=1", headers=alice.headers)
+    assert [j["id"] for j in r.json()] == [ids[1]]
+    for bad in ["limit=0", "limit=100000", "offset=-1", "limit=abc", "offset=99999999999999999999999"]:
+        assert 400 <= (await client.get(f"/jobs?{bad}", headers=alice.headers)).status_code < 500, bad
+    assert (await client.get("/jobs", headers=bob.headers)).json() == []
+
+    assert (await client.get(f"/jobs/{ids[0]}", headers=alice.headers)).json()["job_name"] == "j0"
+    assert (await client.get(f"/jobs/{ids[0]}", headers=bob.headers)).status_code == 404
+    assert (await client.delete(f"/jobs/{ids[0]}", headers=bob.headers)).status_code == 404
+    for bad in ["0", "-1", "99999999999999999999999", "abc"]:
+        assert (await client.get(f"/jobs/{bad}", headers=alice.headers)).status_code in (400, 404), bad
+
+    out = user_root(settings, alice) / "output" / "j0"
+    out.mkdir(parents=True)
+    (out / "result.h5").write_bytes(b"r")
+    assert (await client.delete(f"/jobs/{ids[0]}", headers=alice.headers)).status_code == 204
+    assert not out.exists()
+    assert (await client.get(f"/jobs/{ids[0]}", headers=alice.headers)).status_code == 404
+    assert (await status(client, ids[0], "running")).status_code == 404
+
+
+async def test_status_updates(client, alice):
+    await put_inputs(client, alice)
+    job_id = (await client.post("/jobs", headers=alice.headers, json=job_body())).json()["id"]
+    r = await status(client, job_id, "pulled")
+    assert r.status_code == 200 and r.json()["status"] == "pulled"
+    await status(client, job_id, "running", "epoch 1")
+    await status(client, job_id, "running", "epoch 2")
+    r = await status(client, job_id, "finished", "done")
+    assert r.json()["status"] == "finished"
+    # After the end nothing changes, and the answer is still 200 with the stored status.
+    r = await status(client, job_id, "running")
+    assert r.status_code == 200 and r.json()["status"] == "finished"
+    job = (await client.get(f"/jobs/{job_id}", headers=alice.headers)).json()
+    assert job["status"] == "finished"
+    assert job["runtime_details"] == "epoch 1\nepoch 2\ndone"
+    assert job["date_started"] is not None and job["date_finished"] is not None
+    assert datetime.fromisoformat(job["date_started"]) <= datetime.fromisoformat(job["date_finished"])
+
+
+async def test_status_update_errors(client, alice):
+    assert (await status(client, 12345, "running")).status_code == 404
+    assert (await status(client, 1, "running", key=None)).status_code == 401
+    assert (await status(client, 1, "running", key="wrong")).status_code == 401
+    r = await client.put("/_job_status", headers={"x-api-key": INTERNAL_KEY}, json={"job_id": 1, "status": "dancing"})
+    assert 400 <= r.status_code < 500
+    r = await client.put("/_job_status", headers={"x-api-key": INTERNAL_KEY}, json={"job_id": 10**30, "status": "running"})
+    assert 400 <= r.status_code < 500
+
+
+async def test_jobs_need_a_token(client):
+    assert (await client.get("/jobs")).status_code == 401
+    assert (await client.post("/jobs", json=job_body())).status_code == 401

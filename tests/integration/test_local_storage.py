@@ -1,0 +1,173 @@
+"""LocalFileStorage beyond the contract: symbolic links on disk, storage URIs, temporary files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from decode_userapi.adapters.storage.local import LocalFileStorage
+from decode_userapi.domain.errors import Conflict, NotFound
+from decode_userapi.domain.files import UserPath
+
+P = UserPath.parse
+
+
+async def stream(*chunks: bytes) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+@pytest.fixture
+async def storage(tmp_path: Path) -> LocalFileStorage:
+    storage = LocalFileStorage(tmp_path / "root")
+    await storage.start()
+    await storage.write("bob", P("data/secret"), stream(b"bob's secret"))
+    await storage.mkdir("alice", P("data/"))
+    return storage
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A folder outside every user's tree, with one file in it."""
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "passwd").write_bytes(b"root:x:0:0")
+    return tmp_path / "outside"
+
+
+def snapshot(folder: Path) -> dict[str, bytes | None]:
+    return {
+        str(p.relative_to(folder)): None if p.is_dir() else p.read_bytes() for p in sorted(folder.rglob("*"))
+    }
+
+
+@pytest.fixture
+def untouched(storage: LocalFileStorage, outside: Path) -> Iterator[None]:
+    """Bob's tree and the folder outside the root end each test as they started it."""
+    folders = (storage.root / "bob", outside)
+    before = [snapshot(folder) for folder in folders]
+    yield
+    assert [snapshot(folder) for folder in folders] == before
+
+
+@pytest.fixture(params=["other-user", "outside", "outside-file"])
+def planted(
+    request: pytest.FixtureRequest, storage: LocalFileStorage, outside: Path, untouched: None
+) -> Path:
+    """A link at alice's `data/link` to bob's data folder, to a folder outside the root, or to a file."""
+    target = {
+        "other-user": storage.root / "bob" / "data",
+        "outside": outside,
+        "outside-file": outside / "passwd",
+    }[request.param]
+    os.symlink(target, storage.root / "alice" / "data" / "link")
+    return target
+
+
+async def read(storage: LocalFileStorage, path: str) -> bytes:
+    return b"".join([chunk async for chunk in storage.read("alice", P(path))])
+
+
+async def test_links_are_not_listed_or_descended(storage: LocalFileStorage, planted: Path) -> None:
+    for recursive in (False, True):
+        assert await storage.list("alice", P("data/"), recursive=recursive) == []
+    with pytest.raises(NotFound):
+        await storage.list("alice", P("data/link/"), recursive=False)
+
+
+@pytest.mark.parametrize("path", ["data/link", "data/link/", "data/link/secret", "data/link/passwd"])
+async def test_links_are_not_stated_or_read(storage: LocalFileStorage, planted: Path, path: str) -> None:
+    assert await storage.stat("alice", P(path)) is None
+    with pytest.raises(NotFound):
+        await read(storage, path)
+
+
+@pytest.mark.parametrize("path", ["data/link/secret", "data/link/passwd", "data/link/new"])
+async def test_writes_through_links_are_refused(storage: LocalFileStorage, planted: Path, path: str) -> None:
+    with pytest.raises(Conflict):
+        await storage.write("alice", P(path), stream(b"evil"))
+    with pytest.raises(Conflict):
+        await storage.mkdir("alice", P(path + "/"))
+
+
+async def test_writing_onto_a_link_replaces_the_link_not_its_target(
+    storage: LocalFileStorage, planted: Path
+) -> None:
+    await storage.write("alice", P("data/link"), stream(b"mine"))
+    assert not (storage.root / "alice" / "data" / "link").is_symlink()
+    assert await read(storage, "data/link") == b"mine"
+
+
+async def test_renames_through_links_are_refused(storage: LocalFileStorage, planted: Path) -> None:
+    await storage.write("alice", P("data/mine"), stream(b"mine"))
+    for source in ("data/link/secret", "data/link/passwd", "data/link"):
+        with pytest.raises(NotFound):
+            await storage.rename("alice", P(source), P("data/stolen"))
+    with pytest.raises(Conflict):
+        await storage.rename("alice", P("data/mine"), P("data/link/mine"))
+    with pytest.raises(Conflict):
+        await storage.rename("alice", P("data/mine"), P("data/link"))
+
+
+async def test_deleting_a_link_removes_only_the_link(storage: LocalFileStorage, planted: Path) -> None:
+    await storage.delete("alice", P("data/link/secret"))
+    await storage.delete("alice", P("data/link/passwd"))
+    assert (storage.root / "alice" / "data" / "link").is_symlink()
+    await storage.delete("alice", P("data/link/"))
+    assert not os.path.lexists(storage.root / "alice" / "data" / "link")
+    await storage.write("alice", P("data/d/f"), stream(b""))
+    os.symlink(planted, storage.root / "alice" / "data" / "d" / "link")
+    await storage.delete("alice", UserPath.root())
+    assert not (storage.root / "alice").exists()
+
+
+async def test_a_linked_user_folder_is_not_followed(
+    storage: LocalFileStorage, outside: Path, untouched: None
+) -> None:
+    os.symlink(outside, storage.root / "mallory")
+    assert await storage.stat("mallory", P("passwd")) is None
+    with pytest.raises(NotFound):
+        await storage.list("mallory", UserPath.root(), recursive=True)
+    with pytest.raises(Conflict):
+        await storage.write("mallory", P("x"), stream(b"evil"))
+
+
+async def test_storage_uri_is_absolute_and_normalised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "a" / "b")
+    storage = LocalFileStorage("../../store/./users")
+    root = (tmp_path / "store" / "users").resolve()
+    assert storage.root == root
+    assert storage.storage_uri("alice", P("output/job/")) == f"{root}/alice/output/job/"
+    assert storage.storage_uri("alice", P("data/f.txt")) == f"{root}/alice/data/f.txt"
+    assert storage.storage_uri("alice", UserPath.root()) == f"{root}/alice/"
+    monkeypatch.chdir(tmp_path)  # the root was resolved once, at construction
+    await storage.write("alice", P("data/f.txt"), stream(b"x"))
+    assert (root / "alice" / "data" / "f.txt").read_bytes() == b"x"
+
+
+async def test_root_is_created_lazily(tmp_path: Path) -> None:
+    storage = LocalFileStorage(tmp_path / "later")
+    await storage.mkdir("alice", P("data/"))
+    assert (tmp_path / "later" / "alice" / "data").is_dir()
+
+
+async def test_temporary_files_are_hidden(storage: LocalFileStorage) -> None:
+    (storage.root / "alice" / "data" / ".upload-0123abcd.part").write_bytes(b"half")
+    (storage.root / "alice" / "data" / ".hidden").write_bytes(b"shown")
+    listed = await storage.list("alice", P("data/"), recursive=True)
+    assert [str(e.path) for e in listed] == ["data/.hidden"]
+
+
+async def test_failed_write_removes_its_temporary_file(storage: LocalFileStorage) -> None:
+    async def failing() -> AsyncIterator[bytes]:
+        yield b"part"
+        raise RuntimeError("client went away")
+
+    with pytest.raises(RuntimeError):
+        await storage.write("alice", P("data/f"), failing())
+    assert os.listdir(storage.root / "alice" / "data") == []
