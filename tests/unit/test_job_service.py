@@ -1,0 +1,137 @@
+"""Job use cases on in-memory adapters: state in, state out, no I/O."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import yaml
+
+from decode_userapi.adapters.catalog.memory import InMemoryCatalogSource
+from decode_userapi.container import in_memory_services, start_adapters, stop_adapters
+from decode_userapi.domain.applications import Catalog
+from decode_userapi.domain.commands import JobCreate, StatusUpdate
+from decode_userapi.domain.errors import JobNameTaken, MissingInput, NotFound, WorkerUnavailable
+from decode_userapi.domain.files import UserPath
+from decode_userapi.domain.identity import Principal
+from decode_userapi.domain.jobs import ApplicationSpec, FilesDown, JobAttributes, JobStatus
+
+CATALOG = yaml.safe_load(
+    """
+decode:
+  v1:
+    train:
+      app: {cmd: [train.sh], env: [EPOCHS]}
+      handler: {image_url: "img:1", files_down: {config_id: config, data_ids: data}, files_up: {artifact: model}}
+"""
+)
+ALICE = Principal("alice", "alice@example.org", ("users",))
+BOB = Principal("bob", "bob@example.org", ("users",))
+
+
+@pytest.fixture
+async def services():
+    services = in_memory_services()
+    with services.adapters.catalog.override(InMemoryCatalogSource(Catalog.from_document(CATALOG))):
+        await start_adapters(services.adapters)
+        yield services
+        await stop_adapters(services.adapters)
+
+
+async def put(services, user: Principal, path: str, content: bytes = b"x") -> None:
+    async def chunks():
+        yield content
+
+    await services.adapters.file_storage().write(user.user_id, UserPath.parse(path), chunks())
+
+
+def create(name="run", **attributes) -> JobCreate:
+    files_down = FilesDown(config_id="c", data_ids=["d"])
+    return JobCreate(
+        job_name=name,
+        application=ApplicationSpec("decode", "v1", "train"),
+        attributes=JobAttributes(files_down=attributes.get("files_down", files_down)),
+    )
+
+
+async def test_create_dispatches_and_records(services):
+    await put(services, ALICE, "config/c/p.yaml")
+    await put(services, ALICE, "data/d/a.tif")
+    view = await services.jobs().create(ALICE, create())
+    assert view.status is JobStatus.queued and view.id == 1
+    (payload,) = services.adapters.worker_dispatch().submitted
+    assert payload["job"]["handler"]["files_down"] == {
+        "config/p.yaml": "memory://alice/config/c/p.yaml",
+        "data/a.tif": "memory://alice/data/d/a.tif",
+    }
+    assert payload["paths_upload"]["artifact"] == "memory://alice/artifact/run/"
+    assert [j.id for j in await services.jobs().list(ALICE)] == [1]
+    assert await services.jobs().list(BOB) == []
+
+
+async def test_missing_inputs_and_names(services):
+    await put(services, ALICE, "config/c/p.yaml")
+    with pytest.raises(MissingInput, match="data_ids"):
+        await services.jobs().create(ALICE, create())
+    await put(services, ALICE, "data/d/a.tif")
+    await services.jobs().create(ALICE, create())
+    with pytest.raises(JobNameTaken):
+        await services.jobs().create(ALICE, create())
+
+
+async def test_refused_dispatch_keeps_no_job(services):
+    await put(services, ALICE, "config/c/p.yaml")
+    await put(services, ALICE, "data/d/a.tif")
+    services.adapters.worker_dispatch().fail = True
+    with pytest.raises(WorkerUnavailable):
+        await services.jobs().create(ALICE, create())
+    assert await services.jobs().list(ALICE) == []
+
+
+async def test_owner_is_emailed_once(services):
+    await put(services, ALICE, "config/c/p.yaml")
+    await put(services, ALICE, "data/d/a.tif")
+    job = await services.jobs().create(ALICE, create())
+    jobs = services.jobs()
+    for status in ("pulled", "running", "finished", "error", "finished"):
+        await jobs.apply_status_update(StatusUpdate(job_id=job.id, status=JobStatus(status), runtime_details="<b>x</b>"))
+    await services.adapters.email_sender().drain()
+    (email,) = services.adapters.email_outbox().outbox
+    assert email[0] == "alice@example.org" and "run (1) finished" in email[1] and "<b>x</b>" in email[2]
+
+
+async def test_concurrent_updates_email_once(services):
+    await put(services, ALICE, "config/c/p.yaml")
+    await put(services, ALICE, "data/d/a.tif")
+    job = await services.jobs().create(ALICE, create())
+    statuses = ["running", "finished", "error", "postprocessing"] * 25
+    await asyncio.gather(
+        *(services.jobs().apply_status_update(StatusUpdate(job_id=job.id, status=JobStatus(s))) for s in statuses)
+    )
+    await services.adapters.email_sender().drain()
+    assert len(services.adapters.email_outbox().outbox) == 1
+    final = await services.jobs().get(ALICE, job.id)
+    assert final.status in (JobStatus.finished, JobStatus.error) and final.date_finished is not None
+
+
+async def test_failing_email_never_fails_the_update(services):
+    await put(services, ALICE, "config/c/p.yaml")
+    await put(services, ALICE, "data/d/a.tif")
+    job = await services.jobs().create(ALICE, create())
+    services.adapters.email_outbox().fail = True
+    view = await services.jobs().apply_status_update(StatusUpdate(job_id=job.id, status=JobStatus.error))
+    await services.adapters.email_sender().drain()
+    assert view.status is JobStatus.error
+
+
+async def test_other_users_jobs_are_not_found(services):
+    await put(services, ALICE, "config/c/p.yaml")
+    await put(services, ALICE, "data/d/a.tif")
+    job = await services.jobs().create(ALICE, create())
+    with pytest.raises(NotFound):
+        await services.jobs().get(BOB, job.id)
+    with pytest.raises(NotFound):
+        await services.jobs().delete(BOB, job.id)
+    await services.jobs().delete(ALICE, job.id)
+    with pytest.raises(NotFound):
+        await services.jobs().apply_status_update(StatusUpdate(job_id=job.id, status=JobStatus.running))
