@@ -4,11 +4,16 @@ SQLite transactions begin with `BEGIN IMMEDIATE`, which takes the database's sin
 front: units of work run one at a time (across processes too), so a read-modify-write is never
 interleaved and `SELECT ... FOR UPDATE`, which SQLite lacks, is not needed. Waiting writers queue on
 `busy_timeout`. On PostgreSQL units of work run concurrently and lock rows with `FOR UPDATE`.
+
+The tables below are the source of truth; the Alembic migrations in `migrations/versions` build them
+(the same revisions on SQLite and PostgreSQL), and tests/integration/test_migrations.py keeps the two in
+step. `Database.start()` upgrades the schema to head, or only checks it is there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
@@ -17,6 +22,11 @@ from typing import Any
 
 import asyncpg
 import structlog
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -34,10 +44,12 @@ from sqlalchemy import (
     UniqueConstraint,
     event,
     exc,
+    inspect,
+    text,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import URL, Dialect, make_url
+from sqlalchemy.engine import URL, Connection, Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.types import TypeDecorator
 
@@ -50,6 +62,11 @@ _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncp
 # SQLSTATE classes that mean "the server cannot serve us now": connection exception, insufficient
 # resources (too many connections), operator intervention (shutting down, starting up).
 _UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+# The revision whose schema `metadata.create_all` made before the migrations existed.
+ADOPTED_REVISION = "0001"
+# The key of the PostgreSQL advisory lock that serialises migrations across processes ("decodeua").
+MIGRATION_LOCK_KEY = 0x6465636F64657561
 
 
 def async_url(url: str | URL) -> URL:
@@ -112,6 +129,15 @@ jobs_table = Table(
     Column("date_started", UTCDateTime),
     Column("date_finished", UTCDateTime),
     Column("runtime_details", Text),
+    # The outbox: each job's hand-over to the worker-facing API, recorded in the job's own row so that
+    # the job and its dispatch are written in one statement and deleted together. Rows from before
+    # the outbox (migration 0002) had been sent synchronously: hence the server default "sent".
+    Column("dispatch_status", String(16), nullable=False, default="pending", server_default="sent"),
+    Column("dispatch_attempts", Integer, nullable=False, default=0, server_default="0"),
+    Column("dispatch_error", Text),
+    Column("dispatch_next_at", UTCDateTime),
+    Column("dispatch_lease_until", UTCDateTime),
+    Column("dispatch_payload", JSON(none_as_null=True)),
     UniqueConstraint("user_id", "job_name"),
     sqlite_autoincrement=True,
 )
@@ -121,6 +147,8 @@ Index(
     jobs_table.c.date_created.desc(),
     jobs_table.c.id.desc(),
 )
+
+Index("ix_jobs_dispatch_status_dispatch_next_at", jobs_table.c.dispatch_status, jobs_table.c.dispatch_next_at)
 
 users_table = Table(
     "users",
@@ -188,11 +216,80 @@ def _sqlite_file(url: URL) -> Path:
     return Path(database)
 
 
+class SchemaNotCurrent(RuntimeError):
+    """The database schema is not at the revision this version of decode-userapi needs."""
+
+
+# Alembic runs a migration through module-level proxies (`alembic.context`, `alembic.op`), so two
+# migrations interleaved on one event loop would use each other's: they take turns on this lock.
+_IN_PROCESS_MIGRATION_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+# The tables of `ADOPTED_REVISION`: a database with these and no `alembic_version` table is adopted.
+_ADOPTED_TABLES = frozenset({"jobs", "users"})
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic's configuration, built in code (there is no alembic.ini): our migrations, on `connection`."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """The newest revision of the migrations shipped with this version of decode-userapi."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise RuntimeError(f"no migrations found in {MIGRATIONS_DIR}")
+    return head
+
+
+def _is_known(script: ScriptDirectory, revision: str) -> bool:
+    try:
+        script.get_revision(revision)
+    except CommandError:
+        return False
+    return True
+
+
+def _unknown_revision(revision: str) -> SchemaNotCurrent:
+    return SchemaNotCurrent(
+        f"the database schema is at revision {revision!r}, which this version of decode-userapi does not know"
+        " (did a newer version migrate it?): run a version that knows it"
+    )
+
+
+def _current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def _upgrade(connection: Connection) -> tuple[str | None, str | None]:
+    """Upgrade to head on `connection`, adopting a database made by `create_all`; (before, after)."""
+    config = alembic_config(connection)
+    before = _current_revision(connection)
+    if before is not None and not _is_known(ScriptDirectory.from_config(config), before):
+        raise _unknown_revision(before)
+    if before is None:
+        present = _ADOPTED_TABLES & set(inspect(connection).get_table_names())
+        if present == _ADOPTED_TABLES:
+            command.stamp(config, ADOPTED_REVISION)
+            log.info("database.adopted", revision=ADOPTED_REVISION)
+        elif present:
+            raise SchemaNotCurrent(
+                f"the database has the table(s) {', '.join(sorted(present))} but not"
+                f" {', '.join(sorted(_ADOPTED_TABLES - present))}, and no migration history: cannot adopt it"
+            )
+    command.upgrade(config, "head")
+    return before, _current_revision(connection)
+
+
 class Database:
     """One async engine over `url`, which may be a user-facing `sqlite:///…` or `postgresql://…` URL.
 
     The pool settings apply to both; `connect_timeout` (seconds) to PostgreSQL, `busy_timeout`
-    (seconds a unit of work waits for SQLite's write lock) to SQLite.
+    (seconds a unit of work waits for SQLite's write lock) to SQLite. `start()` upgrades the schema
+    to head with `migrate_on_start`, else only checks that it is at head.
     """
 
     def __init__(
@@ -205,8 +302,10 @@ class Database:
         connect_timeout: float = 10.0,
         busy_timeout: float = 30.0,
         echo: bool = False,
+        migrate_on_start: bool = True,
     ) -> None:
         self.url = async_url(url)
+        self.migrate_on_start = migrate_on_start
         self.backend = self.url.get_backend_name()
         self._sqlite_file = _sqlite_file(self.url) if self.backend == "sqlite" else None
         self._start_lock = asyncio.Lock()
@@ -228,15 +327,58 @@ class Database:
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
 
     async def start(self) -> None:
-        """Create the schema if missing. Idempotent: several stores share one `Database`."""
+        """Upgrade the schema to head, or with `migrate_on_start=False` check that it is there.
+
+        Idempotent: several stores share one `Database`. Raises `SchemaNotCurrent` if the schema is
+        not (and, without `migrate_on_start`, may not be brought) at head.
+        """
         async with self._start_lock:
             if self._started:
                 return
-            if self._sqlite_file is not None:
-                self._sqlite_file.parent.mkdir(parents=True, exist_ok=True)
-            async with self.transaction() as conn:
-                await conn.run_sync(metadata.create_all)
+            if self.migrate_on_start:
+                await self.migrate()
+            else:
+                await self._require_head()
             self._started = True
+
+    async def migrate(self) -> None:
+        """Upgrade the schema to head, in one transaction on one connection.
+
+        Safe to run from several processes at once: on PostgreSQL they queue on an advisory lock
+        held until the transaction ends, on SQLite on the write lock `BEGIN IMMEDIATE` takes. A
+        database made by `metadata.create_all` (tables, no `alembic_version`) is stamped at
+        `ADOPTED_REVISION` first. A migration that fails leaves the schema as it was.
+        """
+        if self._sqlite_file is not None:
+            self._sqlite_file.parent.mkdir(parents=True, exist_ok=True)
+        in_process = _IN_PROCESS_MIGRATION_LOCKS.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+        async with in_process, self.transaction() as conn:
+            if self.backend == "postgresql":
+                await execute(conn, text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=MIGRATION_LOCK_KEY))
+            with translate_errors():
+                before, after = await conn.run_sync(_upgrade)
+        if before != after:
+            log.info("database.migrated", from_revision=before, to_revision=after)
+
+    async def schema_revision(self) -> str | None:
+        """The revision the schema is at: None if migrations never ran (an empty or `create_all` database)."""
+        if self._sqlite_file is not None and not self._sqlite_file.exists():
+            return None  # do not create the file just to look
+        async with self.transaction() as conn:
+            with translate_errors():
+                return await conn.run_sync(_current_revision)
+
+    async def _require_head(self) -> None:
+        revision, head = await self.schema_revision(), head_revision()
+        if revision == head:
+            return
+        if revision is not None and not _is_known(ScriptDirectory.from_config(alembic_config()), revision):
+            raise _unknown_revision(revision)
+        found = "has no schema revision (empty, or made before migrations)" if revision is None else f"is at {revision}"
+        raise SchemaNotCurrent(
+            f"the database schema {found}, this version of decode-userapi needs revision {head}:"
+            " run `decode-userapi db upgrade`, or start with migrations on"
+        )
 
     async def aclose(self) -> None:
         """Close pooled connections. Idempotent; the engine reconnects if used again."""
