@@ -3,7 +3,9 @@ worker-facing API, and users with tokens. Imported into conftest.py."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from decode_userapi.config import Settings
 from decode_userapi.container import build_services
 from decode_userapi.entrypoints.http.app import create_app
 
+T = TypeVar("T")
 INTERNAL_KEY = "internal-test-key"
 PASSWORD = "correct-horse-1"
 
@@ -35,6 +38,7 @@ def settings(tmp_path: Path, database_url: str, fake_workerfacing) -> Settings:
         token_signing_key="test-signing-key-0123456789abcdef0123456789",
         max_upload_bytes=5 * 1024 * 1024,
         frontend_url="https://frontend.example.org",
+        dispatch_max_delay_seconds=0.2,  # retries while the fake worker-facing API is down come fast
     )
 
 
@@ -61,6 +65,16 @@ async def alice(client: AsyncTestClient) -> User:
 @pytest.fixture
 async def bob(client: AsyncTestClient) -> User:
     return await make_user(client, "bob")
+
+
+async def eventually(condition: Callable[[], T], timeout: float = 10.0) -> T:
+    """Wait until `condition()` is truthy (jobs reach the worker-facing API in the background)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (value := condition()):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not reached within {timeout} s")
+        await asyncio.sleep(0.02)
+    return value
 
 
 def user_root(settings: Settings, user: User) -> Path:

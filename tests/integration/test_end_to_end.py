@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.fakes.workerfacing import send_status
+from tests.integration.harness import eventually
 
 KEY = "internal-test-key"
 
@@ -85,7 +86,7 @@ async def test_job_round_trip(server, fake_workerfacing):
         assert created.status_code == 201, created.text
         job_id = created.json()["id"]
 
-        (payload,) = fake_workerfacing.received
+        (payload,) = await eventually(lambda: fake_workerfacing.received)
         assert payload["job"]["meta"]["job_id"] == job_id
         for name, uri in payload["job"]["handler"]["files_down"].items():
             assert uri.startswith(str(data_root) + "/ada@example.org/")

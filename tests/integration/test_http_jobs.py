@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import INTERNAL_KEY, user_root
+from tests.integration.harness import INTERNAL_KEY, eventually, user_root
 
 TRAIN = {"application": "decode", "version": "v0_10_1", "entrypoint": "train"}
 JOB_KEYS = {
     "id", "job_name", "user_id", "user_email", "environment", "priority", "application", "attributes",
     "hardware", "status", "date_created", "date_started", "date_finished", "runtime_details", "paths_out",
+    "dispatch",  # beyond: where the hand-over to the worker-facing API stands
 }
 
 
@@ -61,7 +63,7 @@ async def test_create_job_and_payload(client, alice, settings, fake_workerfacing
     datetime.fromisoformat(job["date_created"])
     assert job["date_started"] is None and job["date_finished"] is None and job["runtime_details"] is None
 
-    (payload,) = fake_workerfacing.received
+    (payload,) = await eventually(lambda: fake_workerfacing.received)
     root = user_root(settings, alice)
     handler = payload["job"]["handler"]
     assert handler["files_down"] == {
@@ -74,6 +76,7 @@ async def test_create_job_and_payload(client, alice, settings, fake_workerfacing
     assert handler["image_name"] == "decode" and handler["image_version"] == "v0_10_1" and handler["entrypoint"] == "train"
     assert handler["files_up"] == {"log": "log", "artifact": "model"}
     assert payload["job"]["meta"]["job_id"] == job["id"]
+    assert payload["job"]["meta"]["idempotency_key"]
     assert payload["paths_upload"] == {
         "output": f"{root}/output/decode_test/",
         "log": f"{root}/log/decode_test/",
@@ -87,7 +90,8 @@ async def test_single_file_input_uses_its_name(client, alice, fake_workerfacing)
     body = job_body(attributes={"files_down": {"config_id": "test/param.yaml", "data_ids": ["test/calib.mat"]}})
     r = await client.post("/jobs", headers=alice.headers, json=body)
     assert r.status_code == 201, r.text
-    assert set(fake_workerfacing.received[0]["job"]["handler"]["files_down"]) == {"config/param.yaml", "data/calib.mat"}
+    (payload,) = await eventually(lambda: fake_workerfacing.received)
+    assert set(payload["job"]["handler"]["files_down"]) == {"config/param.yaml", "data/calib.mat"}
 
 
 async def test_defaults_may_be_left_out(client, alice):
@@ -142,14 +146,55 @@ async def test_duplicate_name_is_409(client, alice, bob):
     assert (await client.post("/jobs", headers=bob.headers, json=job_body())).status_code == 201
 
 
-async def test_worker_api_down_answers_503_and_keeps_nothing(client, alice, fake_workerfacing):
+async def test_submissions_survive_a_worker_api_outage(client, alice, fake_workerfacing):
     await put_inputs(client, alice)
     fake_workerfacing.mode = "down"
-    r = await client.post("/jobs", headers=alice.headers, json=job_body())
-    assert r.status_code == 503 and r.headers["retry-after"]
-    assert (await client.get("/jobs", headers=alice.headers)).json() == []
+    ids = []
+    for i in range(5):
+        r = await client.post("/jobs", headers=alice.headers, json=job_body(f"j{i}"))
+        assert r.status_code == 201 and r.json()["dispatch"]["status"] == "pending"
+        ids.append(r.json()["id"])
+    await eventually(lambda: fake_workerfacing.requests >= 5)
+    job = (await client.get(f"/jobs/{ids[0]}", headers=alice.headers)).json()
+    assert job["status"] == "queued" and job["dispatch"]["status"] == "pending"
+    await eventually(lambda: fake_workerfacing.requests >= 10)
+    job = (await client.get(f"/jobs/{ids[0]}", headers=alice.headers)).json()
+    assert job["dispatch"]["attempts"] >= 1 and "503" in job["dispatch"]["last_error"]
     fake_workerfacing.mode = "up"
-    assert (await client.post("/jobs", headers=alice.headers, json=job_body())).status_code == 201
+    received = await eventually(lambda: len(fake_workerfacing.received) >= 5 and fake_workerfacing.received)
+    assert sorted(p["job"]["meta"]["job_id"] for p in received) == ids
+    await asyncio.sleep(0.5)  # and nothing is sent twice
+    assert len(fake_workerfacing.received) == 5
+    job = (await client.get(f"/jobs/{ids[0]}", headers=alice.headers)).json()
+    assert job["dispatch"]["status"] == "sent"
+
+
+async def test_a_refused_job_ends_in_error(client, alice, fake_workerfacing):
+    await put_inputs(client, alice)
+    fake_workerfacing.fail_next(1, status=400)
+    job_id = (await client.post("/jobs", headers=alice.headers, json=job_body())).json()["id"]
+
+    async def ended():
+        return (await client.get(f"/jobs/{job_id}", headers=alice.headers)).json()
+
+    for _ in range(200):
+        job = await ended()
+        if job["status"] == "error":
+            break
+        await asyncio.sleep(0.02)
+    assert job["status"] == "error" and job["dispatch"]["status"] == "failed"
+    assert "could not be handed to a worker" in job["runtime_details"]
+
+
+async def test_deleting_a_pending_job_cancels_its_dispatch(client, alice, fake_workerfacing):
+    await put_inputs(client, alice)
+    fake_workerfacing.mode = "down"
+    job_id = (await client.post("/jobs", headers=alice.headers, json=job_body())).json()["id"]
+    await eventually(lambda: fake_workerfacing.requests >= 1)
+    assert (await client.delete(f"/jobs/{job_id}", headers=alice.headers)).status_code == 204
+    fake_workerfacing.mode = "up"
+    await asyncio.sleep(0.6)
+    assert fake_workerfacing.received == []
 
 
 async def test_list_get_delete(client, alice, bob, settings):

@@ -217,3 +217,74 @@ async def test_for_update_serialises_read_modify_write(store: JobStore) -> None:
     await asyncio.gather(*(append(f"update {i}") for i in range(20)))
     stored = await get(store, job.id)  # type: ignore[arg-type]
     assert sorted(stored.runtime_details.split("\n")) == sorted(f"update {i}" for i in range(20))  # type: ignore[union-attr]
+
+
+# --- the outbox: dispatch entries recorded with the job, claimed with leases -----------------------
+
+PAYLOAD = {"job": {"meta": {"job_id": 0}}, "files": [f"data/f{i}" for i in range(3)]}
+
+
+async def enqueue(store: JobStore, *names_: str) -> list[Job]:
+    async with store.unit_of_work() as uow:
+        jobs = [await uow.add(make_job(name)) for name in names_]
+        for job in jobs:
+            await uow.enqueue_dispatch(job.id, {**PAYLOAD, "name": job.job_name}, T0)  # type: ignore[arg-type]
+    return jobs
+
+
+async def claim(store: JobStore, now: datetime = T0, lease: float = 60, limit: int = 10):
+    async with store.unit_of_work() as uow:
+        return await uow.claim_dispatches(now, now + timedelta(seconds=lease), limit)
+
+
+async def test_outbox_entries_are_claimed_once_per_lease(store: JobStore) -> None:
+    jobs = await enqueue(store, "a", "b")
+    claimed = await claim(store)
+    assert sorted(c.job_id for c in claimed) == sorted(j.id for j in jobs)
+    assert {c.payload["name"] for c in claimed} == {"a", "b"}
+    assert all(c.attempts == 0 and c.date_created == T0 for c in claimed)
+    assert await claim(store, T0 + timedelta(seconds=30)) == []
+    # A sender that died: its lease runs out and the entry is claimed again (at least once).
+    assert len(await claim(store, T0 + timedelta(seconds=61))) == 2
+
+
+async def test_outbox_outcomes(store: JobStore) -> None:
+    from decode_userapi.domain.jobs import DispatchState, DispatchStatus
+
+    sent, retried = await enqueue(store, "sent", "retried")
+    await claim(store)
+    retry_at = T0 + timedelta(seconds=5)
+    async with store.unit_of_work() as uow:
+        await uow.record_dispatch(sent.id, DispatchState(DispatchStatus.sent, 1))  # type: ignore[arg-type]
+        await uow.record_dispatch(
+            retried.id, DispatchState(DispatchStatus.pending, 1, "HTTP 503", retry_at)  # type: ignore[arg-type]
+        )
+    assert (await get(store, sent.id)).dispatch == DispatchState(DispatchStatus.sent, 1)  # type: ignore[arg-type, union-attr]
+    assert (await get(store, retried.id)).dispatch == DispatchState(DispatchStatus.pending, 1, "HTTP 503", retry_at)  # type: ignore[arg-type, union-attr]
+    assert await claim(store, T0 + timedelta(seconds=4)) == []
+    (again,) = await claim(store, retry_at)
+    assert again.job_id == retried.id and again.attempts == 1
+    # Status updates never touch the dispatch state.
+    async with store.unit_of_work() as uow:
+        job = await uow.get(sent.id, for_update=True)  # type: ignore[arg-type]
+        job.status = JobStatus.running  # type: ignore[union-attr]
+        await uow.save(job)  # type: ignore[arg-type]
+    assert (await get(store, sent.id)).dispatch.status is DispatchStatus.sent  # type: ignore[arg-type, union-attr]
+
+
+async def test_deleting_a_job_drops_its_outbox_entry(store: JobStore) -> None:
+    (job,) = await enqueue(store, "gone")
+    async with store.unit_of_work() as uow:
+        await uow.delete(job.id)  # type: ignore[arg-type]
+    assert await claim(store) == []
+    async with store.unit_of_work() as uow:  # recording an outcome for a deleted job is harmless
+        from decode_userapi.domain.jobs import DispatchState, DispatchStatus
+
+        await uow.record_dispatch(job.id, DispatchState(DispatchStatus.sent, 1))  # type: ignore[arg-type]
+
+
+async def test_concurrent_claims_never_share_an_entry(store: JobStore) -> None:
+    await enqueue(store, *(f"j{i}" for i in range(30)))
+    batches = await asyncio.gather(*(claim(store, limit=4) for _ in range(12)))
+    ids = [c.job_id for batch in batches for c in batch]
+    assert len(ids) == len(set(ids)) == 30

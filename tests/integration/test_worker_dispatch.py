@@ -17,7 +17,7 @@ from decode_userapi.domain.applications import AppSection, Entrypoint, HandlerSe
 from decode_userapi.domain.dispatch import build_worker_request
 from decode_userapi.domain.errors import WorkerUnavailable
 from decode_userapi.domain.jobs import ApplicationSpec, HardwareSpec, Job, JobAttributes
-from tests.fakes.fixtures import INTERNAL_API_KEY, fake_workerfacing, fake_workerfacing_server  # noqa: F401
+from tests.fakes.fixtures import INTERNAL_API_KEY
 from tests.fakes.workerfacing import FakeWorkerFacingApi
 
 FAST = {"attempts": 3, "backoff": 0.01, "timeout": 2.0}

@@ -8,13 +8,13 @@ import pytest
 import yaml
 
 from decode_userapi.adapters.catalog.memory import InMemoryCatalogSource
-from decode_userapi.container import in_memory_services, start_adapters, stop_adapters
+from decode_userapi.container import in_memory_services, start_services, stop_services
 from decode_userapi.domain.applications import Catalog
 from decode_userapi.domain.commands import JobCreate, StatusUpdate
-from decode_userapi.domain.errors import JobNameTaken, MissingInput, NotFound, WorkerUnavailable
+from decode_userapi.domain.errors import JobNameTaken, MissingInput, NotFound
 from decode_userapi.domain.files import UserPath
 from decode_userapi.domain.identity import Principal
-from decode_userapi.domain.jobs import ApplicationSpec, FilesDown, JobAttributes, JobStatus
+from decode_userapi.domain.jobs import ApplicationSpec, DispatchStatus, FilesDown, JobAttributes, JobStatus
 
 CATALOG = yaml.safe_load(
     """
@@ -31,11 +31,11 @@ BOB = Principal("bob", "bob@example.org", ("users",))
 
 @pytest.fixture
 async def services():
-    services = in_memory_services()
+    services = in_memory_services(background_dispatch=False)
     with services.adapters.catalog.override(InMemoryCatalogSource(Catalog.from_document(CATALOG))):
-        await start_adapters(services.adapters)
+        await start_services(services)
         yield services
-        await stop_adapters(services.adapters)
+        await stop_services(services)
 
 
 async def put(services, user: Principal, path: str, content: bytes = b"x") -> None:
@@ -58,14 +58,17 @@ async def test_create_dispatches_and_records(services):
     await put(services, ALICE, "config/c/p.yaml")
     await put(services, ALICE, "data/d/a.tif")
     view = await services.jobs().create(ALICE, create())
-    assert view.status is JobStatus.queued and view.id == 1
+    assert view.status is JobStatus.queued and view.id == 1 and view.dispatch.status is DispatchStatus.pending
+    assert services.adapters.worker_dispatch().submitted == []
+    assert await services.dispatcher().run_once() == 1
+    assert await services.dispatcher().run_once() == 0
     (payload,) = services.adapters.worker_dispatch().submitted
     assert payload["job"]["handler"]["files_down"] == {
         "config/p.yaml": "memory://alice/config/c/p.yaml",
         "data/a.tif": "memory://alice/data/d/a.tif",
     }
     assert payload["paths_upload"]["artifact"] == "memory://alice/artifact/run/"
-    assert [j.id for j in await services.jobs().list(ALICE)] == [1]
+    assert [j.dispatch.status for j in await services.jobs().list(ALICE)] == [DispatchStatus.sent]
     assert await services.jobs().list(BOB) == []
 
 
@@ -79,13 +82,44 @@ async def test_missing_inputs_and_names(services):
         await services.jobs().create(ALICE, create())
 
 
-async def test_refused_dispatch_keeps_no_job(services):
+async def test_unavailable_worker_api_is_retried_later(services):
     await put(services, ALICE, "config/c/p.yaml")
     await put(services, ALICE, "data/d/a.tif")
+    job = await services.jobs().create(ALICE, create())
+    workers, clock, dispatcher = services.adapters.worker_dispatch(), services.adapters.clock(), services.dispatcher()
+    workers.fail = True
+    assert await dispatcher.run_once() == 1
+    state = (await services.jobs().get(ALICE, job.id)).dispatch
+    assert state.status is DispatchStatus.pending and state.attempts == 1 and state.last_error
+    assert await dispatcher.run_once() == 0  # not due before its backoff
+    workers.fail = False
+    clock.advance(5)
+    assert await dispatcher.run_once() == 1
+    assert len(workers.submitted) == 1
+    assert (await services.jobs().get(ALICE, job.id)).dispatch.status is DispatchStatus.sent
+
+
+async def test_giving_up_fails_the_job_and_tells_the_owner(services):
+    await put(services, ALICE, "config/c/p.yaml")
+    await put(services, ALICE, "data/d/a.tif")
+    job = await services.jobs().create(ALICE, create())
     services.adapters.worker_dispatch().fail = True
-    with pytest.raises(WorkerUnavailable):
-        await services.jobs().create(ALICE, create())
-    assert await services.jobs().list(ALICE) == []
+    services.adapters.clock().advance(25 * 3600)
+    await services.dispatcher().run_once()
+    view = await services.jobs().get(ALICE, job.id)
+    assert view.status is JobStatus.error and view.dispatch.status is DispatchStatus.failed
+    await services.adapters.email_sender().drain()
+    (email,) = services.adapters.email_outbox().outbox
+    assert "error" in email[1]
+
+
+async def test_deleting_a_pending_job_cancels_its_dispatch(services):
+    await put(services, ALICE, "config/c/p.yaml")
+    await put(services, ALICE, "data/d/a.tif")
+    job = await services.jobs().create(ALICE, create())
+    await services.jobs().delete(ALICE, job.id)
+    assert await services.dispatcher().run_once() == 0
+    assert services.adapters.worker_dispatch().submitted == []
 
 
 async def test_owner_is_emailed_once(services):

@@ -46,7 +46,11 @@ def test_payload_shape():
                 "files_down": {"data/a": "/root/alice/data/a"},
                 "files_up": {"log": "log"},
             },
-            "meta": {"job_id": 7, "date_created": "2026-01-01T00:00:00+00:00"},
+            "meta": {
+                "job_id": 7,
+                "date_created": "2026-01-01T00:00:00+00:00",
+                "idempotency_key": "decode-userapi-job-7-1767225600000000",
+            },
             "hardware": {"cpu_cores": None, "memory": None, "gpu_model": "A100", "gpu_archi": None, "gpu_mem": None},
         },
         "environment": "local",

@@ -9,6 +9,7 @@ import msgspec
 
 from decode_userapi.domain.jobs import (
     ApplicationSpec,
+    DispatchState,
     HardwareSpec,
     Job,
     JobAttributes,
@@ -59,6 +60,7 @@ class JobView(msgspec.Struct, kw_only=True):
     date_finished: datetime | None
     runtime_details: str | None
     paths_out: PathsOut
+    dispatch: DispatchState
 
     @classmethod
     def of(cls, job: Job) -> JobView:
@@ -79,6 +81,7 @@ class JobView(msgspec.Struct, kw_only=True):
             date_finished=job.date_finished,
             runtime_details=job.runtime_details,
             paths_out=job.paths_out,
+            dispatch=job.dispatch,
         )
 
 

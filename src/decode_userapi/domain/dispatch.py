@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -28,6 +29,27 @@ def files_down_keys(selection: InputSelection) -> list[tuple[str, UserPath]]:
     ]
 
 
+class RetryPolicy(msgspec.Struct, frozen=True):
+    """Exponential backoff with jitter, capped; after `give_up_after` a dispatch is failed."""
+
+    base_delay: float = 1.0
+    max_delay: float = 300.0
+    give_up_after: float = 24 * 3600.0
+
+    def next_attempt(self, attempts: int, now: datetime, jitter: float) -> datetime:
+        """When to try again after `attempts` failed tries; `jitter` in [0, 1) spreads replicas out."""
+        delay = min(self.max_delay, self.base_delay * 2 ** max(0, attempts - 1))
+        return now + timedelta(seconds=delay * (0.5 + jitter / 2))
+
+    def gives_up(self, created: datetime, now: datetime) -> bool:
+        return (now - created).total_seconds() >= self.give_up_after
+
+
+def idempotency_key(job_id: int, date_created: datetime) -> str:
+    """Stable for one job across every delivery attempt and every replica."""
+    return f"decode-userapi-job-{job_id}-{int(date_created.timestamp() * 1_000_000)}"
+
+
 def build_worker_request(
     job: Job,
     entrypoint: Entrypoint,
@@ -48,7 +70,11 @@ def build_worker_request(
                 "files_down": files_down,
                 "files_up": dict(entrypoint.handler.files_up),
             },
-            "meta": {"job_id": job.id, "date_created": job.date_created.isoformat()},
+            "meta": {
+                "job_id": job.id,
+                "date_created": job.date_created.isoformat(),
+                "idempotency_key": idempotency_key(job.id, job.date_created),
+            },
             "hardware": msgspec.to_builtins(hardware),
         },
         "environment": job.environment,

@@ -79,6 +79,10 @@ class WorkerUnavailable(DependencyUnavailable):
     """The worker-facing API could not be reached or refused the job."""
 
 
+class WorkerRejected(WorkerUnavailable):
+    """The worker-facing API refused the job for good (a 4xx other than 408/429): retrying is pointless."""
+
+
 class StoreUnavailable(DependencyUnavailable):
     """The database could not be reached."""
 

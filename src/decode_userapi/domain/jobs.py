@@ -106,6 +106,21 @@ def check_environment(environment: str | None) -> str | None:
     return environment
 
 
+class DispatchStatus(str, enum.Enum):
+    """Where the job's hand-over to the worker-facing API stands."""
+
+    pending = "pending"  # recorded; being delivered (retried with backoff while the API is down)
+    sent = "sent"  # the worker-facing API accepted it
+    failed = "failed"  # refused for good, or not accepted before the retry window closed
+
+
+class DispatchState(msgspec.Struct):
+    status: DispatchStatus = DispatchStatus.pending
+    attempts: int = 0
+    last_error: str | None = None
+    next_attempt_at: datetime | None = None
+
+
 class Job(msgspec.Struct, kw_only=True):
     """A job as recorded. `id` is None until the store assigns one."""
 
@@ -123,6 +138,7 @@ class Job(msgspec.Struct, kw_only=True):
     date_started: datetime | None = None
     date_finished: datetime | None = None
     runtime_details: str | None = None
+    dispatch: DispatchState = msgspec.field(default_factory=DispatchState)
 
     @property
     def paths_out(self) -> PathsOut:
@@ -170,3 +186,16 @@ def apply_status_update(
         )
         changed = True
     return UpdateOutcome(applied=changed, entered_terminal=status.is_terminal, stale=False)
+
+
+def end_of_job_email(job: Job) -> tuple[str, str]:
+    """Subject and plain text of the email a job's owner gets when it ends."""
+    subject = f"DECODE OpenCloud job {job.job_name} ({job.id}) {job.status.value}"
+    lines = [
+        f"Your job {job.job_name} (id {job.id}) ended with status {job.status.value}.",
+        f"Application: {job.application.application} {job.application.version} "
+        f"{job.application.entrypoint}",
+    ]
+    if job.runtime_details:
+        lines += ["", "Runtime details:", job.runtime_details]
+    return subject, "\n".join(lines)

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from decode_userapi.config import Settings
-from decode_userapi.container import Services, build_services, in_memory_services, start_adapters, stop_adapters
+from decode_userapi.container import Services, build_services, in_memory_services, start_services, stop_services
 from decode_userapi.domain.identity import Principal
 from decode_userapi.ports.identity import IdentityProvider
 from decode_userapi.services.files import FileService
@@ -69,8 +69,8 @@ class UserApi:
     @classmethod
     @asynccontextmanager
     async def _running(cls, services: Services) -> AsyncIterator[UserApi]:
-        await start_adapters(services.adapters)
+        await start_services(services)
         try:
             yield cls(services)
         finally:
-            await stop_adapters(services.adapters)
+            await stop_services(services)

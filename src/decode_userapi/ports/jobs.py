@@ -1,9 +1,21 @@
 from __future__ import annotations
 
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol
+from datetime import datetime
+from typing import Any, Protocol
 
-from decode_userapi.domain.jobs import Job
+import msgspec
+
+from decode_userapi.domain.jobs import DispatchState, Job
+
+
+class PendingDispatch(msgspec.Struct, frozen=True):
+    """A job's hand-over to the worker-facing API, claimed for one delivery attempt."""
+
+    job_id: int
+    payload: dict[str, Any]
+    attempts: int
+    date_created: datetime
 
 
 class JobUnitOfWork(Protocol):
@@ -25,7 +37,22 @@ class JobUnitOfWork(Protocol):
         """Write back a job read in this unit of work."""
         ...
 
-    async def delete(self, job_id: int) -> None: ...
+    async def delete(self, job_id: int) -> None:
+        """Forget the job, and with it any dispatch not yet delivered."""
+        ...
+
+    async def enqueue_dispatch(self, job_id: int, payload: dict[str, Any], now: datetime) -> None:
+        """Record the job's payload for delivery (the outbox entry), due now."""
+        ...
+
+    async def claim_dispatches(self, now: datetime, lease_until: datetime, limit: int) -> list[PendingDispatch]:
+        """Due, unclaimed pending dispatches, each leased until `lease_until` so no other replica
+        sends it meanwhile (a crashed sender's lease simply runs out: at-least-once delivery)."""
+        ...
+
+    async def record_dispatch(self, job_id: int, state: DispatchState) -> None:
+        """The outcome of an attempt; releases the lease. Nothing if the job was deleted meanwhile."""
+        ...
 
 
 class JobStore(Protocol):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -18,6 +19,7 @@ from decode_userapi.domain.jobs import (
     Job,
     JobAttributes,
     apply_status_update,
+    end_of_job_email,
     check_environment,
     check_job_name,
     check_priority,
@@ -27,7 +29,6 @@ from decode_userapi.ports.clock import Clock
 from decode_userapi.ports.email import EmailSender
 from decode_userapi.ports.jobs import JobStore
 from decode_userapi.ports.storage import FileStorage
-from decode_userapi.ports.workers import WorkerDispatch
 
 log = structlog.get_logger(__name__)
 
@@ -47,22 +48,22 @@ class JobService:
         store: JobStore,
         storage: FileStorage,
         catalog: ApplicationCatalogSource,
-        workers: WorkerDispatch,
         email: EmailSender,
         clock: Clock,
+        dispatch_now: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
         self._storage = storage
         self._catalog = catalog
-        self._workers = workers
         self._email = email
         self._clock = clock
+        self._dispatch_now = dispatch_now
 
     async def applications(self) -> dict[str, Any]:
         return (await self._catalog.current()).document
 
     async def create(self, principal: Principal, command: JobCreate) -> JobView:
-        """Validate, record and hand a job to the worker-facing API."""
+        """Validate and record a job; the dispatcher hands it to the worker-facing API."""
         check_job_name(command.job_name)
         priority = check_priority(command.priority if command.priority is not None else 0)
         environment = check_environment(command.environment)
@@ -82,22 +83,13 @@ class JobService:
             hardware=command.hardware,
             date_created=self._clock.now(),
         )
-        async with self._store.unit_of_work() as uow:
+        files_down = self._files_down(principal.user_id, selections)
+        async with self._store.unit_of_work() as uow:  # the job and its outbox entry: one transaction
             job = await uow.add(job)
+            payload = build_worker_request(job, entrypoint, files_down, self._paths_upload(job))
+            await uow.enqueue_dispatch(job.id, payload, job.date_created)  # type: ignore[arg-type]
+        self._dispatch_now()
         log.info("job.created", job_id=job.id, user_id=job.user_id, job_name=job.job_name)
-
-        payload = build_worker_request(
-            job, entrypoint, self._files_down(job.user_id, selections), self._paths_upload(job)
-        )
-        try:
-            await self._workers.submit(payload)
-        except Exception:
-            # Not queued anywhere: take the job back so the user can submit it again.
-            async with self._store.unit_of_work() as uow:
-                await uow.delete(job.id)  # type: ignore[arg-type]
-            log.warning("job.dispatch_failed", job_id=job.id, user_id=job.user_id)
-            raise
-        log.info("job.dispatched", job_id=job.id)
         return JobView.of(job)
 
     async def get(self, principal: Principal, job_id: int) -> JobView:
@@ -145,7 +137,7 @@ class JobService:
         else:
             log.info("job.status", job_id=job.id, status=job.status.value)
         if outcome.entered_terminal and job.user_email:
-            await self._email.send(job.user_email, *_notification(job))
+            await self._email.send(job.user_email, *end_of_job_email(job))
         return StatusView(job_id=update.job_id, status=job.status)
 
     async def _owned(self, principal: Principal, job_id: int) -> Job:
@@ -205,15 +197,3 @@ class JobService:
             kind: self._storage.storage_uri(job.user_id, UserPath.parse(folder + "/"))
             for kind, folder in (("output", paths.output), ("log", paths.log), ("artifact", paths.artifact))
         }
-
-
-def _notification(job: Job) -> tuple[str, str]:
-    subject = f"DECODE OpenCloud job {job.job_name} ({job.id}) {job.status.value}"
-    lines = [
-        f"Your job {job.job_name} (id {job.id}) ended with status {job.status.value}.",
-        f"Application: {job.application.application} {job.application.version} "
-        f"{job.application.entrypoint}",
-    ]
-    if job.runtime_details:
-        lines += ["", "Runtime details:", job.runtime_details]
-    return subject, "\n".join(lines)

@@ -6,10 +6,14 @@ import asyncio
 import copy
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
 
 from decode_userapi.domain.errors import JobNameTaken, NotFound
-from decode_userapi.domain.jobs import Job
+from decode_userapi.domain.jobs import DispatchState, DispatchStatus, Job
+from decode_userapi.ports.jobs import PendingDispatch
 
 
 def _stored(job: Job) -> Job:
@@ -25,9 +29,10 @@ def _stored(job: Job) -> Job:
 class InMemoryJobUnitOfWork:
     """Works on a private copy of the store's table; the store adopts it on commit."""
 
-    def __init__(self, jobs: dict[int, Job], next_id: int) -> None:
+    def __init__(self, jobs: dict[int, Job], next_id: int, outbox: dict[int, _Outbox]) -> None:
         self.jobs = jobs
         self.next_id = next_id
+        self.outbox = outbox
 
     async def add(self, job: Job) -> Job:
         if any(j.user_id == job.user_id and j.job_name == job.job_name for j in self.jobs.values()):
@@ -53,10 +58,55 @@ class InMemoryJobUnitOfWork:
     async def save(self, job: Job) -> None:
         if job.id not in self.jobs:
             raise NotFound(f"job {job.id} not found")
-        self.jobs[job.id] = _stored(job)
+        stored = _stored(job)
+        stored.dispatch = self.jobs[job.id].dispatch  # owned by the dispatch methods, as in SQL
+        self.jobs[job.id] = stored
 
     async def delete(self, job_id: int) -> None:
         self.jobs.pop(job_id, None)
+        self.outbox.pop(job_id, None)
+
+    async def enqueue_dispatch(self, job_id: int, payload: dict[str, Any], now: datetime) -> None:
+        self.outbox[job_id] = _Outbox(copy.deepcopy(payload), lease_until=None)
+        self._set_dispatch(job_id, DispatchState(next_attempt_at=now.astimezone(UTC)))
+
+    async def claim_dispatches(self, now: datetime, lease_until: datetime, limit: int) -> list[PendingDispatch]:
+        due = sorted(
+            (job.dispatch.next_attempt_at, job_id)
+            for job_id, entry in self.outbox.items()
+            if (job := self.jobs[job_id]).dispatch.status is DispatchStatus.pending
+            and job.dispatch.next_attempt_at is not None
+            and job.dispatch.next_attempt_at <= now
+            and (entry.lease_until is None or entry.lease_until <= now)
+        )[:limit]
+        claimed = []
+        for _, job_id in due:
+            entry = self.outbox[job_id]
+            self.outbox[job_id] = _Outbox(entry.payload, lease_until)
+            job = self.jobs[job_id]
+            claimed.append(
+                PendingDispatch(job_id, copy.deepcopy(entry.payload), job.dispatch.attempts, job.date_created)
+            )
+        return claimed
+
+    async def record_dispatch(self, job_id: int, state: DispatchState) -> None:
+        if job_id not in self.jobs:
+            return
+        self._set_dispatch(job_id, state)
+        if state.status is DispatchStatus.pending:
+            self.outbox[job_id] = _Outbox(self.outbox[job_id].payload, lease_until=None)
+        else:
+            self.outbox.pop(job_id, None)
+
+
+    def _set_dispatch(self, job_id: int, state: DispatchState) -> None:
+        # Stored jobs are shared with the committed table until commit: replace, never mutate.
+        self.jobs[job_id] = msgspec.structs.replace(self.jobs[job_id], dispatch=state)
+
+
+class _Outbox(msgspec.Struct, frozen=True):
+    payload: dict[str, Any]
+    lease_until: datetime | None
 
 
 class InMemoryJobStore:
@@ -68,15 +118,16 @@ class InMemoryJobStore:
 
     def __init__(self) -> None:
         self._jobs: dict[int, Job] = {}
+        self._outbox: dict[int, _Outbox] = {}
         self._next_id = 1
         self._lock = asyncio.Lock()
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[InMemoryJobUnitOfWork]:
         async with self._lock:
-            uow = InMemoryJobUnitOfWork(dict(self._jobs), self._next_id)
+            uow = InMemoryJobUnitOfWork(dict(self._jobs), self._next_id, dict(self._outbox))
             yield uow  # an exception here discards the working copy: rollback
-            self._jobs, self._next_id = uow.jobs, uow.next_id
+            self._jobs, self._next_id, self._outbox = uow.jobs, uow.next_id, uow.outbox
 
     async def start(self) -> None:
         pass

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import structlog
 
-from decode_userapi.domain.errors import WorkerUnavailable
+from decode_userapi.domain.errors import WorkerRejected, WorkerUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -75,7 +75,7 @@ class HttpWorkerDispatch:
                 if not _retryable(response.status_code):
                     excerpt = self._excerpt(response)
                     log.error("worker.dispatch_failed", **fields, attempt=attempt, error=problem, body=excerpt)
-                    raise WorkerUnavailable(f"the worker-facing API refused the job ({problem}): {excerpt}")
+                    raise WorkerRejected(f"the worker-facing API refused the job ({problem}): {excerpt}")
             if attempt < self._attempts:
                 delay = self._delay(attempt)
                 log.warning("worker.dispatch_retry", **fields, attempt=attempt, error=problem, delay=round(delay, 3))
@@ -97,7 +97,7 @@ class HttpWorkerDispatch:
 
 def _retryable(status: int) -> bool:
     """Overload and server faults may pass; any other refusal will be repeated."""
-    return status == 429 or status >= 500
+    return status in (408, 429) or status >= 500
 
 
 def _describe(error: httpx.HTTPError) -> str:

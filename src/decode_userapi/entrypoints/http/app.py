@@ -12,7 +12,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
-from decode_userapi.container import Services, start_adapters, stop_adapters
+from decode_userapi.container import Services, start_services, stop_services
 from decode_userapi.entrypoints.http.deps import provide_caller, provide_principal
 from decode_userapi.entrypoints.http.errors import EXCEPTION_HANDLERS
 from decode_userapi.entrypoints.http.files import FilesController
@@ -29,12 +29,12 @@ def create_app(services: Services, *, manage_adapters: bool = True) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if manage_adapters:
-            await start_adapters(adapters)
+            await start_services(services)
         try:
             yield
         finally:
             if manage_adapters:
-                await stop_adapters(adapters)
+                await stop_services(services)
 
     handlers: list[Any] = [*SERVICE_HANDLERS, FilesController, JobsController, job_status]
     if settings.auth:
