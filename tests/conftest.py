@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.fakes.fixtures", "tests.fakes.aws", "tests.integration.harness"]
+pytest_plugins = ["tests.fakes.fixtures", "tests.fakes.aws", "tests.fakes.mailjet", "tests.integration.harness"]

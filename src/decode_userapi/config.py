@@ -45,18 +45,7 @@ def default_application_config() -> str:
     return str(Path(__file__).resolve().parents[2] / PACKAGED_CONFIG)
 
 
-def async_database_url(url: str) -> str:
-    """The SQLAlchemy async URL for a user-facing `sqlite:///…` or `postgresql://…` URL."""
-    for prefix, driver in (
-        ("sqlite:", "sqlite+aiosqlite:"),
-        ("postgresql:", "postgresql+asyncpg:"),
-        ("postgres:", "postgresql+asyncpg:"),
-    ):
-        if url.startswith(prefix):
-            return driver + url[len(prefix) :]
-    if url.startswith(("sqlite+aiosqlite:", "postgresql+asyncpg:")):
-        return url
-    raise SettingsError("DATABASE_URL must start with sqlite:/// or postgresql://")
+DATABASE_SCHEMES = ("sqlite:", "sqlite+aiosqlite:", "postgresql:", "postgres:", "postgresql+asyncpg:")
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -68,7 +57,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     user_data_root_path: str = f"{DEFAULT_DATA_DIR}/user_data"
     s3_bucket: str | None = None
     s3_region: str | None = None
-    database_url: str = f"sqlite:///{DEFAULT_DATA_DIR}/userapi.db"
+    database_url: str = f"sqlite:///{DEFAULT_DATA_DIR}/userapi.db"  # `{}` stands for database_secret
+    database_secret: str | None = None
+    database_migrate_on_start: bool = True
     database_pool_size: int = 10
     workerfacing_api_url: str = "http://127.0.0.1:8001"
     internal_api_key: str | None = None
@@ -77,6 +68,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cognito_secret: str | None = None
     cognito_user_pool_id: str | None = None
     cognito_region: str | None = None
+    cognito_jwks_url: str | None = None
     token_signing_key: str | None = None
     token_ttl_seconds: int = 3600
     application_config_file: str = msgspec.field(default_factory=default_application_config)
@@ -85,12 +77,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     email_sender_api_key: str | None = None
     email_sender_secret_key: str | None = None
     frontend_url: str | None = None
+    dispatch_max_delay_seconds: float = 300.0
+    dispatch_give_up_seconds: float = 24 * 3600.0
     max_upload_bytes: int = 10 * 1024**3
     max_json_bytes: int = 1024**2
 
     @property
-    def sqlalchemy_url(self) -> str:
-        return async_database_url(self.database_url)
+    def secret_fields(self) -> tuple[str, ...]:
+        """Settings that may be given as a value, Secrets Manager JSON, or a Secrets Manager ARN."""
+        return (
+            "database_secret",
+            "internal_api_key",
+            "cognito_secret",
+            "email_sender_api_key",
+            "email_sender_secret_key",
+            "token_signing_key",
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, env_file: str | None = ".env") -> Settings:
@@ -113,11 +115,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if filesystem not in ("local", "s3"):
             raise SettingsError(f"FILESYSTEM must be local or s3, not {filesystem!r}")
         database_url = get("DATABASE_URL") or f"sqlite:///{data_dir}/userapi.db"
-        if "{}" in database_url:
-            secret = get("DATABASE_SECRET")
-            if secret is None:
-                raise SettingsError("DATABASE_URL has a {} placeholder but DATABASE_SECRET is not set")
-            database_url = database_url.replace("{}", secret)
+        migrate = _flag(get("DATABASE_MIGRATE_ON_START"), "DATABASE_MIGRATE_ON_START")
         email_service = (get("EMAIL_SENDER_SERVICE") or "").lower()
         if email_service not in ("mailjet", ""):
             raise SettingsError(f"EMAIL_SENDER_SERVICE must be mailjet or empty, not {email_service!r}")
@@ -126,10 +124,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             # The account endpoints are on by default only with the built-in identity provider.
             auth=auth if auth is not None else identity == "builtin",
             filesystem=filesystem,  # type: ignore[arg-type]
-            user_data_root_path=get("USER_DATA_ROOT_PATH") or f"{data_dir}/user_data",
+            user_data_root_path=get("USER_DATA_ROOT_PATH")
+            or (f"{data_dir}/user_data" if filesystem == "local" else "user_data"),
             s3_bucket=get("S3_BUCKET"),
             s3_region=get("S3_REGION"),
             database_url=database_url,
+            database_secret=get("DATABASE_SECRET"),
+            database_migrate_on_start=True if migrate is None else migrate,
             database_pool_size=_int(get("DATABASE_POOL_SIZE"), "DATABASE_POOL_SIZE", 10),
             workerfacing_api_url=(get("WORKERFACING_API_URL") or "http://127.0.0.1:8001").rstrip("/"),
             internal_api_key=get("INTERNAL_API_KEY_SECRET"),
@@ -138,6 +139,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             cognito_secret=get("COGNITO_SECRET"),
             cognito_user_pool_id=get("COGNITO_USER_POOL_ID"),
             cognito_region=get("COGNITO_REGION"),
+            cognito_jwks_url=get("COGNITO_JWKS_URL"),
             token_signing_key=get("TOKEN_SIGNING_KEY"),
             token_ttl_seconds=_int(get("TOKEN_TTL_SECONDS"), "TOKEN_TTL_SECONDS", 3600),
             application_config_file=get("APPLICATION_CONFIG_FILE") or default_application_config(),
@@ -146,6 +148,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             email_sender_api_key=get("EMAIL_SENDER_API_KEY"),
             email_sender_secret_key=get("EMAIL_SENDER_SECRET_KEY"),
             frontend_url=get("FRONTEND_URL"),
+            dispatch_max_delay_seconds=_int(get("DISPATCH_MAX_DELAY_SECONDS"), "DISPATCH_MAX_DELAY_SECONDS", 300),
+            dispatch_give_up_seconds=_int(get("DISPATCH_GIVE_UP_SECONDS"), "DISPATCH_GIVE_UP_SECONDS", 86400),
             max_upload_bytes=_int(get("MAX_UPLOAD_BYTES"), "MAX_UPLOAD_BYTES", 10 * 1024**3),
             max_json_bytes=_int(get("MAX_JSON_BYTES"), "MAX_JSON_BYTES", 1024**2),
         )
@@ -153,7 +157,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return settings
 
     def validate(self) -> None:
-        async_database_url(self.database_url)
+        if not self.database_url.startswith(DATABASE_SCHEMES):
+            raise SettingsError("DATABASE_URL must start with sqlite:/// or postgresql://")
+        if "{}" in self.database_url and not self.database_secret:
+            raise SettingsError("DATABASE_URL has a {} placeholder but DATABASE_SECRET is not set")
         if self.filesystem == "s3" and not self.s3_bucket:
             raise SettingsError("FILESYSTEM=s3 needs S3_BUCKET")
         if self.identity == "cognito" and not (self.cognito_client_id and self.cognito_region):

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from dependency_injector import containers, providers
 
 from decode_userapi.adapters.catalog.memory import InMemoryCatalogSource
@@ -18,18 +19,24 @@ from decode_userapi.adapters.catalog.yaml_file import YamlFileCatalogSource
 from decode_userapi.adapters.clock import FixedClock, SystemClock
 from decode_userapi.adapters.email.background import BackgroundEmailSender
 from decode_userapi.adapters.email.log import LogEmailSender
+from decode_userapi.adapters.email.mailjet import MailjetEmailSender
 from decode_userapi.adapters.email.memory import InMemoryEmailSender
 from decode_userapi.adapters.identity.builtin import BuiltinIdentityProvider
+from decode_userapi.adapters.identity.cognito import CognitoIdentityProvider
 from decode_userapi.adapters.identity.memory_users import InMemoryUserStore
 from decode_userapi.adapters.identity.sql_users import SqlUserStore
 from decode_userapi.adapters.jobs.memory import InMemoryJobStore
 from decode_userapi.adapters.jobs.sqlalchemy import SqlJobStore
+from decode_userapi.adapters.secrets import resolve_secret
 from decode_userapi.adapters.sql import Database
 from decode_userapi.adapters.storage.local import LocalFileStorage
 from decode_userapi.adapters.storage.memory import InMemoryFileStorage
+from decode_userapi.adapters.storage.s3 import S3FileStorage
 from decode_userapi.adapters.workers.http import HttpWorkerDispatch
 from decode_userapi.adapters.workers.memory import InMemoryWorkerDispatch
-from decode_userapi.config import Settings, SettingsError
+from decode_userapi.config import Settings
+from decode_userapi.domain.dispatch import RetryPolicy
+from decode_userapi.services.dispatcher import Dispatcher
 from decode_userapi.services.files import FileService
 from decode_userapi.services.jobs import JobService
 
@@ -39,6 +46,10 @@ LIFECYCLE = ("job_store", "user_store", "file_storage", "identity", "catalog", "
 
 def _signing_key(settings: Settings) -> bytes | None:
     return settings.token_signing_key.encode() if settings.token_signing_key else None
+
+
+def _database_url(settings: Settings) -> str:
+    return settings.database_url.replace("{}", settings.database_secret or "")
 
 
 def _key_file(settings: Settings) -> str:
@@ -51,13 +62,23 @@ class Adapters(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
     clock = providers.Singleton(SystemClock)
     database = providers.Singleton(
-        Database, url=settings.provided.database_url, pool_size=settings.provided.database_pool_size
+        Database,
+        url=providers.Callable(_database_url, settings),
+        pool_size=settings.provided.database_pool_size,
+        migrate_on_start=settings.provided.database_migrate_on_start,
     )
     job_store = providers.Singleton(SqlJobStore, database=database)
     user_store = providers.Singleton(SqlUserStore, database=database)
     file_storage = providers.Selector(
         settings.provided.filesystem,
         local=providers.Singleton(LocalFileStorage, root=settings.provided.user_data_root_path),
+        s3=providers.Singleton(
+            S3FileStorage,
+            bucket=settings.provided.s3_bucket,
+            root=settings.provided.user_data_root_path,
+            region=settings.provided.s3_region,
+            max_upload_bytes=settings.provided.max_upload_bytes,
+        ),
     )
     identity = providers.Selector(
         settings.provided.identity,
@@ -68,14 +89,35 @@ class Adapters(containers.DeclarativeContainer):
             key_file=providers.Callable(_key_file, settings),
             token_ttl=settings.provided.token_ttl_seconds,
         ),
+        cognito=providers.Singleton(
+            CognitoIdentityProvider,
+            user_pool_id=settings.provided.cognito_user_pool_id,
+            client_id=settings.provided.cognito_client_id,
+            region=settings.provided.cognito_region,
+            client_secret=settings.provided.cognito_secret,
+            jwks_url=settings.provided.cognito_jwks_url,
+        ),
     )
     catalog = providers.Singleton(YamlFileCatalogSource, path=settings.provided.application_config_file)
     worker_dispatch = providers.Singleton(
         HttpWorkerDispatch,
         base_url=settings.provided.workerfacing_api_url,
         api_key=settings.provided.internal_api_key,
+        attempts=1,  # the dispatcher retries, with backoff across time and replicas
     )
-    email_sender = providers.Singleton(BackgroundEmailSender, sender=providers.Singleton(LogEmailSender))
+    email_sender = providers.Singleton(
+        BackgroundEmailSender,
+        sender=providers.Selector(
+            providers.Callable(lambda s: s.email_sender_service or "log", settings),
+            log=providers.Singleton(LogEmailSender),
+            mailjet=providers.Singleton(
+                MailjetEmailSender,
+                api_key=settings.provided.email_sender_api_key,
+                api_secret=settings.provided.email_sender_secret_key,
+                sender=settings.provided.email_sender_address,
+            ),
+        ),
+    )
 
 
 class InMemoryAdapters(containers.DeclarativeContainer):
@@ -95,35 +137,60 @@ class InMemoryAdapters(containers.DeclarativeContainer):
     email_sender = providers.Singleton(BackgroundEmailSender, sender=email_outbox)
 
 
+def _retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(max_delay=settings.dispatch_max_delay_seconds, give_up_after=settings.dispatch_give_up_seconds)
+
+
 class Services(containers.DeclarativeContainer):
     """The use cases, over whichever adapters were given."""
 
     settings = providers.Dependency(instance_of=Settings)
     adapters = providers.DependenciesContainer()
+    background_dispatch = providers.Object(True)
+    dispatcher = providers.Singleton(
+        Dispatcher,
+        store=adapters.job_store,
+        workers=adapters.worker_dispatch,
+        clock=adapters.clock,
+        email=adapters.email_sender,
+        policy=providers.Callable(_retry_policy, settings),
+        run_in_background=background_dispatch,
+    )
     jobs = providers.Factory(
         JobService,
         store=adapters.job_store,
         storage=adapters.file_storage,
         catalog=adapters.catalog,
-        workers=adapters.worker_dispatch,
         email=adapters.email_sender,
         clock=adapters.clock,
+        dispatch_now=dispatcher.provided.wake,
     )
     files = providers.Factory(FileService, storage=adapters.file_storage)
 
 
+def resolve_secrets(settings: Settings) -> Settings:
+    """Settings with every secret resolved: plain values, Secrets Manager JSON, or fetched ARNs."""
+    resolved = {name: resolve_secret(getattr(settings, name)) for name in settings.secret_fields}
+    return msgspec.structs.replace(settings, **resolved)
+
+
+def database_url(settings: Settings) -> str:
+    """The database URL with `{}` replaced by the resolved DATABASE_SECRET (for `db` commands)."""
+    return _database_url(resolve_secrets(settings))
+
+
 def build_services(settings: Settings) -> Services:
-    """Production wiring: real adapters chosen by `settings`."""
-    if settings.filesystem != "local":
-        raise SettingsError("FILESYSTEM=s3 is not available in this version yet")
-    if settings.identity != "builtin":
-        raise SettingsError("Cognito identity is not available in this version yet")
+    """Production wiring: real adapters chosen by `settings` (secrets resolved here, once)."""
+    settings = resolve_secrets(settings)
     return Services(settings=settings, adapters=Adapters(settings=settings))
 
 
-def in_memory_services(settings: Settings | None = None) -> Services:
+def in_memory_services(settings: Settings | None = None, *, background_dispatch: bool = True) -> Services:
+    """Every adapter in memory. Without `background_dispatch`, call `dispatcher().run_once()` yourself."""
     settings = settings or Settings()
-    return Services(settings=settings, adapters=InMemoryAdapters(settings=settings))
+    services = Services(settings=settings, adapters=InMemoryAdapters(settings=settings))
+    services.background_dispatch.override(background_dispatch)
+    return services
 
 
 def _lifecycle(adapters: Any) -> list[Any]:
@@ -133,6 +200,24 @@ def _lifecycle(adapters: Any) -> list[Any]:
         if not any(adapter is s for s in seen):
             seen.append(adapter)
     return seen
+
+
+async def start_services(services: Services) -> None:
+    """Start the adapters, then the dispatcher that delivers recorded jobs."""
+    await start_adapters(services.adapters)
+    try:
+        await services.dispatcher().start()
+    except BaseException:
+        await stop_adapters(services.adapters)
+        raise
+
+
+async def stop_services(services: Services) -> None:
+    """Stop the dispatcher (after the deliveries under way), then close the adapters."""
+    try:
+        await services.dispatcher().aclose()
+    finally:
+        await stop_adapters(services.adapters)
 
 
 async def start_adapters(adapters: Any) -> None:

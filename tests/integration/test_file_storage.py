@@ -3,27 +3,55 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 
+import aioboto3
+import boto3
 import pytest
 
 from decode_userapi.adapters.storage.local import LocalFileStorage
 from decode_userapi.adapters.storage.memory import InMemoryFileStorage
+from decode_userapi.adapters.storage.s3 import S3FileStorage
 from decode_userapi.domain.errors import Conflict, NotFound
 from decode_userapi.domain.files import Entry, UserPath
 from decode_userapi.ports.storage import FileStorage
+from tests.fakes.aws import LocalAws
 
 P = UserPath.parse
 
 
-@pytest.fixture(params=["local", "memory"])
+@pytest.fixture(scope="session")
+def aws_session() -> aioboto3.Session:
+    """One session for every S3 adapter of the run: it loads the service description once."""
+    return aioboto3.Session()
+
+
+@pytest.fixture(scope="session")
+def new_bucket(local_aws: LocalAws) -> Callable[[], str]:
+    """Makes a fresh, empty bucket on the local AWS and names it."""
+    client = boto3.client("s3", **local_aws.client_kwargs())
+
+    def make() -> str:
+        name = f"test-{uuid.uuid4().hex}"
+        client.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": local_aws.region})
+        return name
+
+    return make
+
+
+@pytest.fixture(params=["local", "memory", "s3"])
 async def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[FileStorage]:
     adapter: FileStorage
     if request.param == "local":
         adapter = LocalFileStorage(tmp_path / "root", chunk_size=1 << 16)
-    else:
+    elif request.param == "memory":
         adapter = InMemoryFileStorage(chunk_size=1 << 16)
+    else:
+        # No endpoint given: the AWS SDK's variables (AWS_ENDPOINT_URL, ...) set by `local_aws` apply.
+        bucket = request.getfixturevalue("new_bucket")()
+        adapter = S3FileStorage(bucket, "user_data", session=request.getfixturevalue("aws_session"))
     await adapter.start()
     yield adapter
     await adapter.aclose()
@@ -167,6 +195,16 @@ async def test_delete(storage: FileStorage) -> None:
     assert await listing(storage, "", recursive=True) == []
 
 
+async def test_a_folder_outlives_what_it_held(storage: FileStorage) -> None:
+    await put(storage, "data/a/f")
+    await put(storage, "data/b/g")
+    await storage.mkdir("alice", P("data/c/d/"))
+    await storage.delete("alice", P("data/a/f"))
+    await storage.rename("alice", P("data/b/g"), P("artifact/g"))
+    await storage.delete("alice", P("data/c/d/"))
+    assert await listing(storage, "data/", recursive=True) == ["data/a/", "data/b/", "data/c/"]
+
+
 async def test_read_of_a_missing_path_or_a_folder_is_not_found(storage: FileStorage) -> None:
     await storage.mkdir("alice", P("data/d/"))
     for path in ("data/missing", "data/d", ""):
@@ -218,6 +256,13 @@ async def test_storage_uri_marks_folders(storage: FileStorage) -> None:
     assert storage.storage_uri("alice", P("data/f.txt")).endswith("/alice/data/f.txt")
 
 
-async def test_no_direct_requests(storage: FileStorage) -> None:
-    assert await storage.upload_request("alice", P("data/")) is None
-    assert await storage.download_request("alice", P("data/f")) is None
+async def test_direct_requests_only_from_s3(storage: FileStorage) -> None:
+    """Local and in-memory storage move bytes through this API; S3 answers with pre-signed requests
+    (checked in depth in test_s3_storage.py)."""
+    upload = await storage.upload_request("alice", P("data/"))
+    download = await storage.download_request("alice", P("data/f"))
+    if isinstance(storage, S3FileStorage):
+        assert upload is not None and upload.method == "post" and "policy" in upload.data
+        assert download is not None and download.method == "get"
+    else:
+        assert upload is None and download is None
