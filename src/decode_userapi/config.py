@@ -79,6 +79,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     frontend_url: str | None = None
     dispatch_max_delay_seconds: float = 300.0
     dispatch_give_up_seconds: float = 24 * 3600.0
+    dispatch_lease_seconds: float = 60.0
+    workerfacing_api_timeout_seconds: float = 10.0
     max_upload_bytes: int = 10 * 1024**3
     max_json_bytes: int = 1024**2
 
@@ -150,6 +152,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             frontend_url=get("FRONTEND_URL"),
             dispatch_max_delay_seconds=_int(get("DISPATCH_MAX_DELAY_SECONDS"), "DISPATCH_MAX_DELAY_SECONDS", 300),
             dispatch_give_up_seconds=_int(get("DISPATCH_GIVE_UP_SECONDS"), "DISPATCH_GIVE_UP_SECONDS", 86400),
+            dispatch_lease_seconds=_int(get("DISPATCH_LEASE_SECONDS"), "DISPATCH_LEASE_SECONDS", 60),
+            workerfacing_api_timeout_seconds=_int(
+                get("WORKERFACING_API_TIMEOUT_SECONDS"), "WORKERFACING_API_TIMEOUT_SECONDS", 10
+            ),
             max_upload_bytes=_int(get("MAX_UPLOAD_BYTES"), "MAX_UPLOAD_BYTES", 10 * 1024**3),
             max_json_bytes=_int(get("MAX_JSON_BYTES"), "MAX_JSON_BYTES", 1024**2),
         )
@@ -157,6 +163,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return settings
 
     def validate(self) -> None:
+        if self.dispatch_lease_seconds <= self.workerfacing_api_timeout_seconds:
+            raise SettingsError(
+                "DISPATCH_LEASE_SECONDS must be longer than WORKERFACING_API_TIMEOUT_SECONDS, or a job "
+                "still being delivered could be sent again by another replica"
+            )
         if not self.database_url.startswith(DATABASE_SCHEMES):
             raise SettingsError("DATABASE_URL must start with sqlite:/// or postgresql://")
         if "{}" in self.database_url and not self.database_secret:

@@ -103,6 +103,7 @@ class Adapters(containers.DeclarativeContainer):
         HttpWorkerDispatch,
         base_url=settings.provided.workerfacing_api_url,
         api_key=settings.provided.internal_api_key,
+        timeout=settings.provided.workerfacing_api_timeout_seconds,
         attempts=1,  # the dispatcher retries, with backoff across time and replicas
     )
     email_sender = providers.Singleton(
@@ -154,6 +155,7 @@ class Services(containers.DeclarativeContainer):
         clock=adapters.clock,
         email=adapters.email_sender,
         policy=providers.Callable(_retry_policy, settings),
+        lease=settings.provided.dispatch_lease_seconds,
         run_in_background=background_dispatch,
     )
     jobs = providers.Factory(

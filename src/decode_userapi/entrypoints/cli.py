@@ -44,7 +44,15 @@ def _serve(args: argparse.Namespace) -> int:
         print("  get a token:")
         print(f"    curl -X POST {base}/user -d username=me@example.org -d password='s3cret-pass'")
         print(f"    curl -X POST {base}/token -d username=me@example.org -d password='s3cret-pass'")
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, proxy_headers=True)
+    # SIGTERM: stop accepting, finish the requests and the dispatch under way (up to 30 s), then exit.
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        proxy_headers=True,
+        timeout_graceful_shutdown=30,
+    )
     return 0
 
 
