@@ -39,6 +39,7 @@ from decode_userapi.domain.dispatch import RetryPolicy
 from decode_userapi.services.dispatcher import Dispatcher
 from decode_userapi.services.files import FileService
 from decode_userapi.services.jobs import JobService
+from decode_userapi.services.ops import OpsService
 
 # Adapters with a start()/aclose() pair, in start order (closed in reverse).
 LIFECYCLE = ("job_store", "user_store", "file_storage", "identity", "catalog", "worker_dispatch", "email_sender")
@@ -168,6 +169,13 @@ class Services(containers.DeclarativeContainer):
         dispatch_now=dispatcher.provided.wake,
     )
     files = providers.Factory(FileService, storage=adapters.file_storage)
+    ops = providers.Factory(
+        OpsService,
+        store=adapters.job_store,
+        storage=adapters.file_storage,
+        catalog=adapters.catalog,
+        workers=adapters.worker_dispatch,
+    )
 
 
 def resolve_secrets(settings: Settings) -> Settings:

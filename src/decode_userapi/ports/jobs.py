@@ -55,8 +55,19 @@ class JobUnitOfWork(Protocol):
         ...
 
 
+class JobStats(msgspec.Struct, frozen=True):
+    """Counts for operators: jobs by status, and deliveries not yet made."""
+
+    by_status: dict[str, int]
+    dispatch_backlog: int
+
+
 class JobStore(Protocol):
     def unit_of_work(self) -> AbstractAsyncContextManager[JobUnitOfWork]: ...
+
+    async def stats(self) -> JobStats:
+        """Current counts (one short read; also proves the store answers)."""
+        ...
 
     async def start(self) -> None:
         """Connect and make sure the schema exists."""

@@ -18,6 +18,7 @@ class BackgroundEmailSender:
         self._sender = sender
         self._tasks: set[asyncio.Task[None]] = set()
         self._drain_timeout = drain_timeout
+        self.failures = 0  # emails that could not be sent, since start (for metrics)
 
     async def start(self) -> None:
         await self._sender.start()
@@ -31,6 +32,7 @@ class BackgroundEmailSender:
         try:
             await self._sender.send(to, subject, text)
         except Exception as e:  # noqa: BLE001 - a failed email must never break anything else
+            self.failures += 1
             log.error("email.failed", to=to, subject=subject, error=str(e) or type(e).__name__)
 
     async def drain(self) -> None:

@@ -13,7 +13,7 @@ import msgspec
 
 from decode_userapi.domain.errors import JobNameTaken, NotFound
 from decode_userapi.domain.jobs import DispatchState, DispatchStatus, Job
-from decode_userapi.ports.jobs import PendingDispatch
+from decode_userapi.ports.jobs import JobStats, PendingDispatch
 
 
 def _stored(job: Job) -> Job:
@@ -128,6 +128,13 @@ class InMemoryJobStore:
             uow = InMemoryJobUnitOfWork(dict(self._jobs), self._next_id, dict(self._outbox))
             yield uow  # an exception here discards the working copy: rollback
             self._jobs, self._next_id, self._outbox = uow.jobs, uow.next_id, uow.outbox
+
+    async def stats(self) -> JobStats:
+        by_status: dict[str, int] = {}
+        for job in self._jobs.values():
+            by_status[job.status.value] = by_status.get(job.status.value, 0) + 1
+        backlog = sum(1 for job in self._jobs.values() if job.dispatch.status is DispatchStatus.pending)
+        return JobStats(by_status=by_status, dispatch_backlog=backlog)
 
     async def start(self) -> None:
         pass

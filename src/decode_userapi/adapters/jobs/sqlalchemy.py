@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import Row, delete, or_, select, update
+from sqlalchemy import Row, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from decode_userapi.adapters.sql import Database, execute, jobs_table
@@ -22,7 +22,7 @@ from decode_userapi.domain.jobs import (
     JobAttributes,
     JobStatus,
 )
-from decode_userapi.ports.jobs import PendingDispatch
+from decode_userapi.ports.jobs import JobStats, PendingDispatch
 
 
 def _job_columns() -> list[Any]:
@@ -185,6 +185,17 @@ class SqlJobStore:
     async def unit_of_work(self) -> AsyncIterator[SqlJobUnitOfWork]:
         async with self._database.transaction() as connection:
             yield SqlJobUnitOfWork(self._database, connection)
+
+    async def stats(self) -> JobStats:
+        c = jobs_table.c
+        async with self._database.transaction() as connection:
+            counts = await execute(connection, select(c.status, func.count()).group_by(c.status))
+            by_status = {row[0]: row[1] for row in counts}
+            backlog = await execute(
+                connection,
+                select(func.count()).where(c.dispatch_status == DispatchStatus.pending.value),
+            )
+            return JobStats(by_status=by_status, dispatch_backlog=backlog.scalar_one())
 
     async def start(self) -> None:
         await self._database.start()

@@ -55,6 +55,15 @@ class HttpWorkerDispatch:
             client, self._client = self._client, None
             await client.aclose()
 
+    async def ping(self) -> str | None:
+        if self._client is None:
+            return "not started"
+        try:
+            await self._client.get("/", timeout=2.0)
+        except httpx.HTTPError as e:
+            return _describe(e)
+        return None
+
     async def submit(self, payload: dict[str, Any]) -> None:
         if self._client is None:
             raise RuntimeError("HttpWorkerDispatch.start() was not awaited")

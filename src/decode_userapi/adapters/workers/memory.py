@@ -13,6 +13,9 @@ class InMemoryWorkerDispatch:
         self.submitted: list[dict[str, Any]] = []
         self.fail = False
 
+    async def ping(self) -> str | None:
+        return "set to fail" if self.fail else None
+
     async def start(self) -> None:
         pass
 

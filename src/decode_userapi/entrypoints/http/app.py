@@ -18,6 +18,7 @@ from decode_userapi.entrypoints.http.errors import EXCEPTION_HANDLERS
 from decode_userapi.entrypoints.http.files import FilesController
 from decode_userapi.entrypoints.http.internal import job_status
 from decode_userapi.entrypoints.http.jobs import JobsController
+from decode_userapi.entrypoints.http.ops import Metrics, health, metrics_handler, ready, request_context
 from decode_userapi.entrypoints.http.users import ACCOUNT_HANDLERS, SERVICE_HANDLERS
 
 
@@ -36,7 +37,17 @@ def create_app(services: Services, *, manage_adapters: bool = True) -> Litestar:
             if manage_adapters:
                 await stop_services(services)
 
-    handlers: list[Any] = [*SERVICE_HANDLERS, FilesController, JobsController, job_status]
+    metrics = Metrics()
+    email = adapters.email_sender()
+    handlers: list[Any] = [
+        *SERVICE_HANDLERS,
+        FilesController,
+        JobsController,
+        job_status,
+        health,
+        ready,
+        metrics_handler(metrics, lambda: getattr(email, "failures", 0)),
+    ]
     if settings.auth:
         handlers += ACCOUNT_HANDLERS
     cors = (
@@ -56,7 +67,9 @@ def create_app(services: Services, *, manage_adapters: bool = True) -> Litestar:
             "caller": Provide(provide_caller),
             "jobs": Provide(lambda: services.jobs(), sync_to_thread=False),
             "files": Provide(lambda: services.files(), sync_to_thread=False),
+            "ops": Provide(lambda: services.ops(), sync_to_thread=False),
         },
+        middleware=[request_context(metrics)],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],
         cors_config=cors,

@@ -1,0 +1,109 @@
+"""Operations: /health, /ready, /metrics, and the request context (id, timing) of every request."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+import structlog
+from litestar import MediaType, Response, get
+from litestar.di import NamedDependency
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from decode_userapi.services.ops import OpsService
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+REQUEST_ID_HEADER = "x-request-id"
+
+
+class Metrics:
+    """One registry per app, so several apps in one process (tests, embedding) never collide."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "decode_userapi_http_requests", "HTTP requests", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "decode_userapi_http_request_duration_seconds",
+            "HTTP request duration",
+            ["method", "route"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.jobs = Gauge("decode_userapi_jobs", "Jobs by status", ["status"], registry=self.registry)
+        self.backlog = Gauge(
+            "decode_userapi_dispatch_backlog", "Jobs not yet handed to the worker-facing API", registry=self.registry
+        )
+        self.email_failures = Gauge(
+            "decode_userapi_email_failures", "Emails that could not be sent since start", registry=self.registry
+        )
+
+
+def request_context(metrics: Metrics) -> Any:
+    """ASGI middleware: a request id (from X-Request-ID or new) bound to every log line and returned
+    in the response; request count and latency by route template."""
+
+    def middleware(app: ASGIApp) -> ASGIApp:
+        async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            given = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
+            request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+            status = 500
+            started = time.perf_counter()
+
+            async def send_with_id(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+                await send(message)
+
+            with structlog.contextvars.bound_contextvars(request_id=request_id):
+                try:
+                    await app(scope, receive, send_with_id)
+                finally:
+                    route = scope.get("path_template") or "unmatched"
+                    method = scope["method"]
+                    metrics.requests.labels(method, route, str(status)).inc()
+                    metrics.latency.labels(method, route).observe(time.perf_counter() - started)
+
+        return handle
+
+    return middleware
+
+
+@get("/health", tags=["operations"], summary="The process is alive", media_type=MediaType.JSON)
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/ready", tags=["operations"], summary="Database, storage and application config answer")
+async def ready(ops: NamedDependency[OpsService]) -> Response[dict[str, Any]]:
+    readiness = await ops.readiness()
+    body = {"status": "ready" if readiness.ready else "not ready", "checks": readiness.checks}
+    return Response(body, status_code=200 if readiness.ready else 503)
+
+
+def metrics_handler(metrics: Metrics, email_failures: Any) -> Any:
+    @get("/metrics", tags=["operations"], summary="Prometheus metrics", include_in_schema=False)
+    async def serve_metrics(ops: NamedDependency[OpsService]) -> Response[bytes]:
+        try:
+            stats = await ops.stats()
+        except Exception:  # noqa: BLE001 - request metrics are still worth serving without the database
+            pass
+        else:
+            metrics.jobs.clear()
+            for status, count in stats.by_status.items():
+                metrics.jobs.labels(status).set(count)
+            metrics.backlog.set(stats.dispatch_backlog)
+        metrics.email_failures.set(email_failures())
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return serve_metrics
