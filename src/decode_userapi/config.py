@@ -13,6 +13,14 @@ DEFAULT_DATA_DIR = "decode-userapi-data"
 PACKAGED_CONFIG = "application_config.yaml"
 
 
+# Environment variables whose names are not the setting's name in capitals.
+ENV_NAMES = {
+    "data_dir": "DECODE_DATA_DIR",
+    "internal_api_key": "INTERNAL_API_KEY_SECRET",
+    "identity": "(from COGNITO_USER_POOL_ID)",
+}
+
+
 class SettingsError(ValueError):
     """A setting that cannot be used; the message names it."""
 

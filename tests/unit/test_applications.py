@@ -50,7 +50,8 @@ def test_env_vars_must_be_declared(catalog):
         ({"a": {"v": {"e": {"app": {}, "handler": {}}}}}, "image_url"),
         ({"a": {"v": {"e": {"app": {}, "handler": {"image_url": "x", "files_down": {"bogus": "x"}}}}}}, "bogus"),
         ({"a": {"v": {"e": {"app": {}, "handler": {"image_url": "x"}, "typo": 1}}}}, "typo"),
-        ({"a": ["not", "a", "mapping"]}, "$"),
+        ({"a": ["not", "a", "mapping"]}, "`a`"),
+        ({"a": {"v": {"e": {"app": {"cmd": ["x", 1]}, "handler": {"image_url": "x"}}}}}, "a.v.e.app.cmd"),
     ],
 )
 def test_bad_config_names_the_key(document, key):

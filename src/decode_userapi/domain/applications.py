@@ -62,13 +62,22 @@ class Catalog:
 
     @classmethod
     def from_document(cls, document: Any) -> Catalog:
-        """Decode a loaded YAML/JSON document; `CatalogError` names the offending key."""
+        """Decode a loaded YAML/JSON document; `CatalogError` names the offending key path."""
         if document is None:
             document = {}
-        try:
-            applications = msgspec.convert(document, Applications, str_keys=True)
-        except (msgspec.ValidationError, ValueError) as e:
-            raise CatalogError(f"invalid application config: {e}") from e
+        applications: Applications = {}
+        for application, versions in _mapping(document, ""):
+            for version, entrypoints in _mapping(versions, application):
+                for name, entrypoint in _mapping(entrypoints, f"{application}.{version}"):
+                    where = f"{application}.{version}.{name}"
+                    try:
+                        decoded = msgspec.convert(entrypoint, Entrypoint, str_keys=True)
+                    except (msgspec.ValidationError, ValueError) as e:
+                        message = str(e).replace("`$.", f"`{where}.").replace("`$`", f"`{where}`")
+                        if f"`{where}" not in message:
+                            message = f"{message} - at `{where}`"
+                        raise CatalogError(f"invalid application config: {message}") from e
+                    applications.setdefault(application, {}).setdefault(version, {})[name] = decoded
         return cls(applications, msgspec.to_builtins(document, str_keys=True))
 
     def resolve(self, spec: ApplicationSpec) -> Entrypoint:
@@ -84,6 +93,14 @@ class Catalog:
                 f"version {spec.version!r} of {spec.application!r} has no entrypoint {spec.entrypoint!r}"
             )
         return entrypoint
+
+
+def _mapping(value: Any, where: str) -> list[tuple[str, Any]]:
+    """The items of a mapping level of the config, or a `CatalogError` naming where it is not one."""
+    if not isinstance(value, dict):
+        place = f"`{where}`" if where else "the top level"
+        raise CatalogError(f"invalid application config: expected a mapping at {place}, got {type(value).__name__}")
+    return [(str(key), item) for key, item in value.items()]
 
 
 def check_env_vars(entrypoint: Entrypoint, env_vars: dict[str, str]) -> dict[str, str]:

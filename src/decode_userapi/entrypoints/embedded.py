@@ -40,9 +40,12 @@ class UserApi:
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, settings: Settings) -> AsyncIterator[UserApi]:
-        """Real adapters chosen by `settings`, started now and closed on exit."""
-        async with cls._running(build_services(settings)) as api:
+    async def open(cls, settings: Settings, *, dispatch: bool = True) -> AsyncIterator[UserApi]:
+        """Real adapters chosen by `settings`, started now and closed on exit. Without `dispatch`,
+        recorded jobs are left for a running service to deliver (for one-off commands)."""
+        services = build_services(settings)
+        services.background_dispatch.override(dispatch)
+        async with cls._running(services) as api:
             yield api
 
     @classmethod

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from decode_userapi.domain.errors import UserExists
+import msgspec
+
+from decode_userapi.domain.errors import UnknownUser, UserExists
 from decode_userapi.ports.users import UserRecord
 
 
@@ -19,6 +21,16 @@ class InMemoryUserStore:
 
     async def get(self, username: str) -> UserRecord | None:
         return self._users.get(username)
+
+    async def list(self) -> list[UserRecord]:
+        return [self._users[name] for name in sorted(self._users)]
+
+    async def set_groups(self, username: str, groups: tuple[str, ...]) -> UserRecord:
+        record = self._users.get(username)
+        if record is None:
+            raise UnknownUser(f"user {username!r} not found")
+        self._users[username] = record = msgspec.structs.replace(record, groups=groups)
+        return record
 
     async def start(self) -> None:
         pass

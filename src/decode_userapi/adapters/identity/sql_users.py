@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any
+
+from sqlalchemy import Row, select, update
 
 from decode_userapi.adapters.sql import Database, execute, users_table
-from decode_userapi.domain.errors import UserExists
+from decode_userapi.domain.errors import UnknownUser, UserExists
 from decode_userapi.ports.users import UserRecord
 
 
@@ -32,14 +34,32 @@ class SqlUserStore:
         statement = select(users_table).where(users_table.c.username == username)
         async with self._database.transaction() as connection:
             row = (await execute(connection, statement)).one_or_none()
-        if row is None:
-            return None
-        return UserRecord(
-            username=row.username, email=row.email, groups=tuple(row.groups), password_hash=row.password_hash
+        return None if row is None else _record(row)
+
+    async def list(self) -> list[UserRecord]:
+        statement = select(users_table).order_by(users_table.c.username)
+        async with self._database.transaction() as connection:
+            return [_record(row) for row in await execute(connection, statement)]
+
+    async def set_groups(self, username: str, groups: tuple[str, ...]) -> UserRecord:
+        statement = (
+            update(users_table)
+            .where(users_table.c.username == username)
+            .values(groups=list(groups))
+            .returning(*users_table.c)
         )
+        async with self._database.transaction() as connection:
+            row = (await execute(connection, statement)).one_or_none()
+        if row is None:
+            raise UnknownUser(f"user {username!r} not found")
+        return _record(row)
 
     async def start(self) -> None:
         await self._database.start()
 
     async def aclose(self) -> None:
         await self._database.aclose()
+
+
+def _record(row: Row[Any]) -> UserRecord:
+    return UserRecord(username=row.username, email=row.email, groups=tuple(row.groups), password_hash=row.password_hash)

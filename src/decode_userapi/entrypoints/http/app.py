@@ -85,3 +85,13 @@ def create_app(services: Services, *, manage_adapters: bool = True) -> Litestar:
     app.state.internal_api_key = settings.internal_api_key
     app.state.max_upload_bytes = settings.max_upload_bytes
     return app
+
+
+def app_from_env() -> Litestar:
+    """The app for `uvicorn --factory` (several workers, or reload): settings from the environment."""
+    from decode_userapi.config import Settings
+    from decode_userapi.container import build_services
+    from decode_userapi.logging import configure_logging
+
+    configure_logging()
+    return create_app(build_services(Settings.from_env()))

@@ -1,0 +1,75 @@
+"""The operator CLI, as an operator runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def cli(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DECODE_", "DATABASE_", "AUTH", "COGNITO_"))}
+    base.update(DECODE_DATA_DIR=str(tmp_path / "data"), **(env or {}))
+    return subprocess.run(
+        [sys.executable, "-m", "decode_userapi.entrypoints.cli", *args],
+        cwd=tmp_path,
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_user_commands(tmp_path):
+    assert cli(tmp_path, "user", "create", "ada@example.org", "--password", "analytical-1").returncode == 0
+    r = cli(tmp_path, "user", "create", "ada@example.org", "--password", "analytical-1")
+    assert r.returncode == 1 and "exists" in r.stderr
+    assert cli(tmp_path, "user", "create", "bob", "--password", "short").returncode == 1
+    assert cli(tmp_path, "user", "add-group", "ada@example.org", "lab1").returncode == 0
+    r = cli(tmp_path, "user", "list")
+    assert r.stdout.splitlines() == ["ada@example.org  email=ada@example.org  groups=users,lab1"]
+    assert cli(tmp_path, "user", "add-group", "nobody", "x").returncode == 1
+
+
+def test_apps_commands(tmp_path):
+    r = cli(tmp_path, "apps", "list")
+    assert "decode v0_10_1 train" in r.stdout and r.returncode == 0
+    assert cli(tmp_path, "apps", "check").returncode == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("decode:\n  v1:\n    train:\n      app: {cmd: [1, {}]}\n      handler: {image_url: x}\n")
+    r = cli(tmp_path, "apps", "check", str(bad))
+    assert r.returncode == 1 and "decode.v1.train.app.cmd" in r.stderr
+
+
+def test_config_show_masks_secrets(tmp_path):
+    r = cli(
+        tmp_path,
+        "config",
+        "show",
+        env={
+            "DATABASE_URL": "postgresql://app:{}@db.example.org/userapi",
+            "DATABASE_SECRET": "hunter2",
+            "INTERNAL_API_KEY_SECRET": "internal-key-value",
+        },
+    )
+    assert r.returncode == 0, r.stderr
+    assert "hunter2" not in r.stdout and "internal-key-value" not in r.stdout
+    assert "postgresql://app:***@db.example.org/userapi" in r.stdout
+    assert "INTERNAL_API_KEY_SECRET" in r.stdout
+
+
+def test_db_commands(tmp_path):
+    assert "none" in cli(tmp_path, "db", "current").stdout
+    assert cli(tmp_path, "db", "upgrade").returncode == 0
+    assert "(head)" in cli(tmp_path, "db", "current").stdout
+
+
+def test_bad_settings_are_named(tmp_path):
+    r = cli(tmp_path, "config", "show", env={"FILESYSTEM": "ftp"})
+    assert r.returncode == 2 and "FILESYSTEM" in r.stderr
+
+
+def test_help(tmp_path):
+    for command in (["--help"], ["serve", "--help"], ["user", "--help"], ["apps", "--help"], ["db", "--help"]):
+        assert cli(tmp_path, *command).returncode == 0
