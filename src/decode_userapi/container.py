@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 from dependency_injector import containers, providers
 
-from decode_userapi.adapters.catalog.memory import InMemoryCatalogSource
+from decode_userapi.adapters.catalog.s3 import S3CatalogSource
 from decode_userapi.adapters.catalog.yaml_file import YamlFileCatalogSource
 from decode_userapi.adapters.clock import FixedClock, SystemClock
 from decode_userapi.adapters.email.background import BackgroundEmailSender
@@ -47,6 +47,10 @@ LIFECYCLE = ("job_store", "user_store", "file_storage", "identity", "catalog", "
 
 def _signing_key(settings: Settings) -> bytes | None:
     return settings.token_signing_key.encode() if settings.token_signing_key else None
+
+
+def _catalog_source(settings: Settings) -> str:
+    return "s3" if settings.application_config_file.startswith("s3://") else "file"
 
 
 def _database_url(settings: Settings) -> str:
@@ -99,7 +103,13 @@ class Adapters(containers.DeclarativeContainer):
             jwks_url=settings.provided.cognito_jwks_url,
         ),
     )
-    catalog = providers.Singleton(YamlFileCatalogSource, path=settings.provided.application_config_file)
+    catalog = providers.Selector(
+        providers.Callable(_catalog_source, settings),
+        file=providers.Singleton(YamlFileCatalogSource, path=settings.provided.application_config_file),
+        s3=providers.Singleton(
+            S3CatalogSource, uri=settings.provided.application_config_file, region=settings.provided.s3_region
+        ),
+    )
     worker_dispatch = providers.Singleton(
         HttpWorkerDispatch,
         base_url=settings.provided.workerfacing_api_url,
@@ -133,7 +143,13 @@ class InMemoryAdapters(containers.DeclarativeContainer):
     identity = providers.Singleton(
         BuiltinIdentityProvider, users=user_store, signing_key=b"in-memory-signing-key-0123456789abcdef"
     )
-    catalog = providers.Singleton(YamlFileCatalogSource, path=settings.provided.application_config_file)
+    catalog = providers.Selector(
+        providers.Callable(_catalog_source, settings),
+        file=providers.Singleton(YamlFileCatalogSource, path=settings.provided.application_config_file),
+        s3=providers.Singleton(
+            S3CatalogSource, uri=settings.provided.application_config_file, region=settings.provided.s3_region
+        ),
+    )
     worker_dispatch = providers.Singleton(InMemoryWorkerDispatch)
     email_outbox = providers.Singleton(InMemoryEmailSender)
     email_sender = providers.Singleton(BackgroundEmailSender, sender=email_outbox)

@@ -1,1 +1,1 @@
-"""ApplicationCatalogSource adapters: a YAML file re-read when it changes, and an in-memory catalog."""
+"""Application catalog sources: a local YAML file, an S3 object, and an in-memory one."""

@@ -35,14 +35,19 @@ def load_catalog(path: Path) -> Catalog:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise CatalogError(f"{path}: cannot read the application config: {e}") from e
+    return parse_catalog(text, str(path))
+
+
+def parse_catalog(text: str, source: str) -> Catalog:
+    """Decode the YAML text; `CatalogError` names `source` (a path, a URI) and what is wrong with it."""
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise CatalogError(f"{path}: not valid YAML: {e}") from e
+        raise CatalogError(f"{source}: not valid YAML: {e}") from e
     try:
         return Catalog.from_document(document)
     except CatalogError as e:
-        raise CatalogError(f"{path}: {e}") from e
+        raise CatalogError(f"{source}: {e}") from e
 
 
 class YamlFileCatalogSource:
