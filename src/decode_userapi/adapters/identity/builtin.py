@@ -14,6 +14,7 @@ from typing import Any
 
 import jwt
 
+from decode_userapi.adapters.identity.claims import principal_from_id_claims
 from decode_userapi.domain.errors import (
     InvalidPath,
     InvalidRequest,
@@ -157,22 +158,7 @@ class BuiltinIdentityProvider:
             raise Unauthenticated("the token has expired") from e
         except jwt.PyJWTError as e:
             raise Unauthenticated("the token is not valid") from e
-        if claims.get("token_use") != "id":
-            raise Unauthenticated("an ID token is needed")
-        groups = claims.get("cognito:groups") or []
-        username = claims.get("username") or claims["sub"]
-        if not isinstance(username, str) or not isinstance(groups, list):
-            raise Unauthenticated("the token is not valid")
-        try:
-            check_username(username)
-        except InvalidPath as e:
-            raise Unauthenticated("the token names an unusable username") from e
-        email = claims.get("email")
-        return Principal(
-            user_id=username,
-            email=email if isinstance(email, str) else None,
-            groups=tuple(str(g) for g in groups),
-        )
+        return principal_from_id_claims(claims, "username")
 
     async def register(self, username: str, password: str, groups: list[str]) -> Principal:
         try:

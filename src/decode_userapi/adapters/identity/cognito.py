@@ -17,6 +17,7 @@ import structlog
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
+from decode_userapi.adapters.identity.claims import principal_from_id_claims
 from decode_userapi.domain.errors import (
     DependencyUnavailable,
     InvalidPath,
@@ -165,22 +166,7 @@ class CognitoIdentityProvider:
             raise Unauthenticated("the token has expired") from e
         except jwt.PyJWTError as e:
             raise Unauthenticated("the token is not valid") from e
-        if claims.get("token_use") != "id":
-            raise Unauthenticated("an ID token is needed")
-        username = claims.get("cognito:username")
-        groups = claims.get("cognito:groups") or []
-        if not isinstance(username, str) or not isinstance(groups, list):
-            raise Unauthenticated("the token is not valid")
-        try:
-            check_username(username)
-        except InvalidPath as e:
-            raise Unauthenticated("the token names an unusable username") from e
-        email = claims.get("email")
-        return Principal(
-            user_id=username,
-            email=email if isinstance(email, str) else None,
-            groups=tuple(str(g) for g in groups),
-        )
+        return principal_from_id_claims(claims, "cognito:username")
 
     async def _signing_key(self, kid: str) -> jwt.PyJWK:
         key = self._keys.get(kid)
