@@ -16,15 +16,14 @@ import base64
 import binascii
 import itertools
 import json
-import socket
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any, Literal
 
 import pytest
-import uvicorn
+
+from tests.fakes.server import LocalAsgiServer, read_body
 
 MAILJET_API_KEY = "mj-test-key"
 MAILJET_API_SECRET = "mj-test-secret-do-not-log"
@@ -43,13 +42,16 @@ class _Failure:
         self.status, self.retry_after, self.body = status, retry_after, body
 
 
-class FakeMailjet:
+class FakeMailjet(LocalAsgiServer):
     """Start with `start()`/`stop()` or `with FakeMailjet(key, secret) as fake:`; `url` is its base URL."""
+
+    name = "fake Mailjet"
 
     mode: Mode
     delay: float  # seconds, in "slow" mode
 
     def __init__(self, api_key: str = MAILJET_API_KEY, api_secret: str = MAILJET_API_SECRET) -> None:
+        super().__init__()
         self.api_key = api_key
         self.api_secret = api_secret
         self._lock = threading.Lock()
@@ -59,17 +61,8 @@ class FakeMailjet:
         self._epoch = 0  # bumped by reset(): requests from before it record nothing
         self._message_ids = itertools.count(576460752303423488)
         self.reset()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._port: int | None = None
 
     # --- what tests look at and change ---
-
-    @property
-    def url(self) -> str:
-        if self._port is None:
-            raise RuntimeError("the fake Mailjet is not running")
-        return f"http://127.0.0.1:{self._port}"
 
     @property
     def received(self) -> list[dict[str, Any]]:
@@ -107,45 +100,11 @@ class FakeMailjet:
             self._fail_next.clear()
             self._epoch += 1
 
-    # --- lifecycle ---
-
-    def start(self) -> FakeMailjet:
-        if self._server is not None:
-            return self
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        config = uvicorn.Config(self, lifespan="off", log_level="warning", timeout_graceful_shutdown=1)
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="fake-mailjet")
-        thread.start()
-        deadline = time.monotonic() + 5
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                sock.close()
-                raise RuntimeError("the fake Mailjet did not start")
-            time.sleep(0.005)
-        self._server, self._thread, self._port = server, thread, sock.getsockname()[1]
-        return self
-
-    def stop(self) -> None:
-        if self._server is None or self._thread is None:
-            return
-        self._server.should_exit = True
-        self._thread.join(timeout=5)
-        self._server = self._thread = self._port = None
-
-    def __enter__(self) -> FakeMailjet:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     # --- the ASGI app ---
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         assert scope["type"] == "http"
-        body = await _read_body(receive)
+        body = await read_body(receive)
         status, answer, headers = await self._handle(scope, body)
         raw_headers = [(b"content-type", b"application/json"), *((k.encode(), v.encode()) for k, v in headers.items())]
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
@@ -277,16 +236,6 @@ def _is_address(value: Any) -> bool:
     return bool(local) and "." in domain and not any(c.isspace() for c in value)
 
 
-async def _read_body(receive: Any) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":  # http.disconnect
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
 
 
 @pytest.fixture(scope="session")

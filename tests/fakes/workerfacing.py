@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import socket
 import threading
 import time
 from datetime import datetime
@@ -17,7 +16,8 @@ from typing import Any, Literal
 
 import httpx
 import msgspec
-import uvicorn
+
+from tests.fakes.server import LocalAsgiServer, read_body
 
 Mode = Literal["up", "down", "error", "slow"]
 MODE_STATUS = {"down": 503, "error": 500}
@@ -80,13 +80,16 @@ def validate_job_request(body: bytes) -> str | None:
     return None
 
 
-class FakeWorkerFacingApi:
+class FakeWorkerFacingApi(LocalAsgiServer):
     """Start with `start()`/`stop()` or `with FakeWorkerFacingApi(key) as fake:`; `url` is its base URL."""
+
+    name = "fake worker-facing API"
 
     mode: Mode
     delay: float  # seconds, in "slow" mode
 
     def __init__(self, api_key: str) -> None:
+        super().__init__()
         self.api_key = api_key
         self._lock = threading.Lock()
         self._received: list[dict[str, Any]] = []
@@ -95,17 +98,8 @@ class FakeWorkerFacingApi:
         self._epoch = 0  # bumped by reset(): requests from before it record nothing
         self._queue_ids = itertools.count(1)
         self.reset()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._port: int | None = None
 
     # --- what tests look at and change ---
-
-    @property
-    def url(self) -> str:
-        if self._port is None:
-            raise RuntimeError("the fake worker-facing API is not running")
-        return f"http://127.0.0.1:{self._port}"
 
     @property
     def received(self) -> list[dict[str, Any]]:
@@ -133,47 +127,11 @@ class FakeWorkerFacingApi:
             self._fail_next.clear()
             self._epoch += 1
 
-    # --- lifecycle ---
-
-    def start(self) -> FakeWorkerFacingApi:
-        if self._server is not None:
-            return self
-        # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on such sockets, and without it
-        # Nagle's algorithm and delayed ACKs add ~40 ms to every response.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        config = uvicorn.Config(self, lifespan="off", log_level="warning", timeout_graceful_shutdown=1)
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="fake-workerfacing")
-        thread.start()
-        deadline = time.monotonic() + 5
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                sock.close()
-                raise RuntimeError("the fake worker-facing API did not start")
-            time.sleep(0.005)
-        self._server, self._thread, self._port = server, thread, sock.getsockname()[1]
-        return self
-
-    def stop(self) -> None:
-        if self._server is None or self._thread is None:
-            return
-        self._server.should_exit = True
-        self._thread.join(timeout=5)
-        self._server = self._thread = self._port = None
-
-    def __enter__(self) -> FakeWorkerFacingApi:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     # --- the ASGI app ---
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         assert scope["type"] == "http"
-        body = await _read_body(receive)
+        body = await read_body(receive)
         status, answer = await self._handle(scope, body)
         await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": json.dumps(answer).encode()})
@@ -205,16 +163,6 @@ class FakeWorkerFacingApi:
         return 201, {"id": queue_id, "job_id": payload["job"]["meta"]["job_id"], "status": "queued"}
 
 
-async def _read_body(receive: Any) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":  # http.disconnect
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
 
 
 async def send_status(
