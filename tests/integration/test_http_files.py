@@ -1,4 +1,4 @@
-"""CONTRACT "Files", row by row, over the real app (local disk; SQLite and PostgreSQL)."""
+"""CONTRACT "Files", row by row, over the real app on every stack (local disk or S3; SQLite or PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from tests.integration.harness import user_root
+from tests.integration.harness import S3_ROOT, send
 
 ROOT = ["artifact/", "config/", "data/", "log/", "output/"]
 
@@ -67,35 +67,53 @@ async def test_upload_without_file_field(client, alice):
     assert r.status_code == 400
 
 
-async def test_upload_too_large_leaves_nothing(client, alice, settings):
+async def test_upload_too_large_leaves_nothing(client, alice, settings, raw_storage):
     r = await upload(client, alice, "data", "big.bin", b"x" * (settings.max_upload_bytes + 1))
     assert r.status_code == 413 and "limit" in r.json()["detail"]
     listing = await client.get("/files/data/?recursive=true", headers=alice.headers)
     assert listing.json() == []
-    assert [p.name for p in (user_root(settings, alice) / "data").iterdir()] == []
+    assert raw_storage.keys(raw_storage.uri(alice, "data/")) == []
+    assert raw_storage.pending_uploads() == []
 
 
-async def test_upload_url_local(client, alice):
+async def test_upload_url(client, alice, settings):
     r = await client.post("/files/data/run1/url", headers=alice.headers)
     assert r.status_code == 201
     body = r.json()
     assert body["method"] == "post"
-    assert body["url"].endswith("/files/data/run1/upload")
-    assert body["headers"] == {"authorization": alice.headers["Authorization"]}
-    assert body["data"] == {}
-    # The client sends it as it is.
-    sent = await client.post(body["url"], headers=body["headers"], files={"file": ("f.txt", b"hello")})
-    assert sent.status_code == 201 and sent.json()["path"] == "data/run1/f.txt"
+    if settings.filesystem == "s3":
+        # A pre-signed POST: the form fields go with the file, no credentials of ours.
+        assert body["url"].rstrip("/").endswith(settings.s3_bucket) and body["headers"] == {}
+        assert body["data"]["key"] == f"{S3_ROOT}/alice@example.org/data/run1/${{filename}}"
+        assert {"policy", "x-amz-signature"} <= set(body["data"])
+    else:
+        assert body["url"].endswith("/files/data/run1/upload")
+        assert body["headers"] == {"authorization": alice.headers["Authorization"]}
+        assert body["data"] == {}
+    # The client sends it as it is (to S3 with a plain HTTP client, as a browser would) ...
+    sent = await send(client, body, files={"file": ("f.txt", b"hello")})
+    assert sent.is_success, sent.text
+    # ... and finds the file through the API.
+    r = await client.get("/files/data/run1/", headers=alice.headers)
+    assert r.json() == [{"path": "data/run1/f.txt", "type": "file", "size": "5 Bytes"}]
+    r = await client.get("/files/data/run1/f.txt/download", headers=alice.headers)
+    assert r.status_code == 200 and r.content == b"hello"
 
 
-async def test_download_url_local(client, alice):
+async def test_download_url(client, alice, settings):
     await upload(client, alice, "config", "p.yaml", b"a: 1")
     r = await client.get("/files/config/p.yaml/url", headers=alice.headers)
     assert r.status_code == 200
     body = r.json()
-    assert body["method"] == "get" and body["url"].endswith("/files/config/p.yaml/download")
-    got = await client.get(body["url"], headers=body["headers"])
-    assert got.content == b"a: 1"
+    assert body["method"] == "get"
+    if settings.filesystem == "s3":
+        assert f"/{settings.s3_bucket}/{S3_ROOT}/alice%40example.org/config/p.yaml?" in body["url"]
+        assert "X-Amz-Signature=" in body["url"] and body["headers"] == {}
+    else:
+        assert body["url"].endswith("/files/config/p.yaml/download")
+        assert body["headers"] == {"authorization": alice.headers["Authorization"]}
+    got = await send(client, body)
+    assert got.status_code == 200 and got.content == b"a: 1"
     assert (await client.get("/files/config/nope.yaml/url", headers=alice.headers)).status_code == 404
 
 

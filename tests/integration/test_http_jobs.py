@@ -1,14 +1,14 @@
-"""CONTRACT "Jobs" and "Talking to the worker-facing API", over the real app and a fake worker API."""
+"""CONTRACT "Jobs" and "Talking to the worker-facing API", over the real app on every stack and a fake
+worker API; one smoke test on S3/PostgreSQL with Cognito."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import INTERNAL_KEY, eventually, user_root
+from tests.integration.harness import INTERNAL_KEY, eventually, identities, send, stacks
 
 TRAIN = {"application": "decode", "version": "v0_10_1", "entrypoint": "train"}
 JOB_KEYS = {
@@ -51,7 +51,7 @@ async def test_applications(client, alice):
     assert r.json()["decode"]["v0_10_1"]["train"]["handler"]["files_up"] == {"log": "log", "artifact": "model"}
 
 
-async def test_create_job_and_payload(client, alice, settings, fake_workerfacing):
+async def test_create_job_and_payload(client, alice, raw_storage, fake_workerfacing):
     await put_inputs(client, alice)
     r = await client.post("/jobs", headers=alice.headers, json=job_body())
     assert r.status_code == 201, r.text
@@ -64,23 +64,27 @@ async def test_create_job_and_payload(client, alice, settings, fake_workerfacing
     assert job["date_started"] is None and job["date_finished"] is None and job["runtime_details"] is None
 
     (payload,) = await eventually(lambda: fake_workerfacing.received)
-    root = user_root(settings, alice)
+
+    def uri(path: str) -> str:
+        return raw_storage.uri(alice, path)
+
     handler = payload["job"]["handler"]
     assert handler["files_down"] == {
-        "config/param.yaml": f"{root}/config/test/param.yaml",
-        "data/calib.mat": f"{root}/data/test/calib.mat",
-        "data/sub/f.tif": f"{root}/data/test/sub/f.tif",
+        "config/param.yaml": uri("config/test/param.yaml"),
+        "data/calib.mat": uri("data/test/calib.mat"),
+        "data/sub/f.tif": uri("data/test/sub/f.tif"),
     }
-    for uri in handler["files_down"].values():
-        assert Path(uri).is_file()
+    # The worker-facing API reads them directly.
+    assert raw_storage.read(handler["files_down"]["config/param.yaml"]) == b"p: 1"
+    assert raw_storage.read(handler["files_down"]["data/sub/f.tif"]) == b"t"
     assert handler["image_name"] == "decode" and handler["image_version"] == "v0_10_1" and handler["entrypoint"] == "train"
     assert handler["files_up"] == {"log": "log", "artifact": "model"}
     assert payload["job"]["meta"]["job_id"] == job["id"]
     assert payload["job"]["meta"]["idempotency_key"]
     assert payload["paths_upload"] == {
-        "output": f"{root}/output/decode_test/",
-        "log": f"{root}/log/decode_test/",
-        "artifact": f"{root}/artifact/decode_test/",
+        "output": uri("output/decode_test/"),
+        "log": uri("log/decode_test/"),
+        "artifact": uri("artifact/decode_test/"),
     }
     assert payload["environment"] == "cloud" and payload["priority"] == 0 and payload["group"] is None
 
@@ -197,7 +201,7 @@ async def test_deleting_a_pending_job_cancels_its_dispatch(client, alice, fake_w
     assert fake_workerfacing.received == []
 
 
-async def test_list_get_delete(client, alice, bob, settings):
+async def test_list_get_delete(client, alice, bob, raw_storage):
     await put_inputs(client, alice)
     ids = []
     for i in range(3):
@@ -218,11 +222,12 @@ async def test_list_get_delete(client, alice, bob, settings):
     for bad in ["0", "-1", "99999999999999999999999", "abc"]:
         assert (await client.get(f"/jobs/{bad}", headers=alice.headers)).status_code in (400, 404), bad
 
-    out = user_root(settings, alice) / "output" / "j0"
-    out.mkdir(parents=True)
-    (out / "result.h5").write_bytes(b"r")
+    # The worker wrote results straight to storage; deleting the job deletes them.
+    out = raw_storage.uri(alice, "output/j0/")
+    raw_storage.write(out + "result.h5", b"r")
+    assert raw_storage.exists(out)
     assert (await client.delete(f"/jobs/{ids[0]}", headers=alice.headers)).status_code == 204
-    assert not out.exists()
+    assert not raw_storage.exists(out)
     assert (await client.get(f"/jobs/{ids[0]}", headers=alice.headers)).status_code == 404
     assert (await status(client, ids[0], "running")).status_code == 404
 
@@ -259,3 +264,52 @@ async def test_status_update_errors(client, alice):
 async def test_jobs_need_a_token(client):
     assert (await client.get("/jobs")).status_code == 401
     assert (await client.post("/jobs", json=job_body())).status_code == 401
+
+
+@stacks("s3-postgres")
+@identities("cognito")
+async def test_smoke_on_s3_with_cognito(client, alice, bob, settings, raw_storage, fake_workerfacing):
+    """Accounts and tokens from Cognito, files on S3, jobs in PostgreSQL: a job's round trip."""
+    access = (await client.get("/access_info")).json()
+    assert access["cognito"] == {
+        "user_pool_id": settings.cognito_user_pool_id, "client_id": settings.cognito_client_id,
+        "region": settings.cognito_region,
+    }
+    assert (await client.get("/user", headers=alice.headers)).json() == {"email": "alice@example.org", "groups": ["users"]}
+
+    await put_inputs(client, alice)
+    request = (await client.post("/files/artifact/prior/url", headers=alice.headers)).json()
+    assert (await send(client, request, files={"file": ("model.pt", b"w0")})).is_success
+    r = await client.get("/files/?recursive=true&show_dirs=false", headers=alice.headers)
+    assert [f["path"] for f in r.json()] == [
+        "artifact/prior/model.pt", "config/test/param.yaml", "data/test/calib.mat", "data/test/sub/f.tif",
+    ]
+    assert (await client.get("/files/data/test/", headers=bob.headers)).status_code == 404
+
+    files_down = {"config_id": "test", "data_ids": ["test"], "artifact_ids": ["prior"]}
+    r = await client.post("/jobs", headers=alice.headers, json=job_body(attributes={"files_down": files_down}))
+    assert r.status_code == 201, r.text
+    job = r.json()
+    assert job["user_id"] == "alice@example.org" and job["user_email"] == "alice@example.org"
+    assert [j["id"] for j in (await client.get("/jobs", headers=alice.headers)).json()] == [job["id"]]
+    assert (await client.get("/jobs", headers=bob.headers)).json() == []
+
+    (payload,) = await eventually(lambda: fake_workerfacing.received)
+    prefix = f"s3://{settings.s3_bucket}/user_data/alice@example.org/"
+    assert payload["job"]["handler"]["files_down"] == {
+        "config/param.yaml": prefix + "config/test/param.yaml",
+        "data/calib.mat": prefix + "data/test/calib.mat",
+        "data/sub/f.tif": prefix + "data/test/sub/f.tif",
+        "artifact/model.pt": prefix + "artifact/prior/model.pt",
+    }
+    assert raw_storage.read(prefix + "artifact/prior/model.pt") == b"w0"
+    assert payload["paths_upload"]["artifact"] == prefix + "artifact/decode_test/"
+
+    # The worker uploads its model where paths_upload and files_up say; the user downloads it.
+    raw_storage.write(payload["paths_upload"]["artifact"] + "model/model.pt", b"weights")
+    for value in ("pulled", "running", "finished"):
+        assert (await status(client, job["id"], value)).status_code == 200
+    got = await client.get("/files/artifact/decode_test/model/model.pt/url", headers=alice.headers)
+    assert (await send(client, got.json())).content == b"weights"
+    assert (await client.delete(f"/jobs/{job['id']}", headers=alice.headers)).status_code == 204
+    assert not raw_storage.exists(payload["paths_upload"]["artifact"])

@@ -1,8 +1,11 @@
-"""CONTRACT "Service" and the AUTH=1 account endpoints."""
+"""CONTRACT "Service" and the AUTH=1 account endpoints, with the built-in identity provider and with
+Cognito (a moto user pool per test), on local disk and SQLite."""
 
 from __future__ import annotations
 
-from tests.integration.harness import PASSWORD, make_user
+from tests.integration.harness import PASSWORD, identities, make_user, stacks
+
+pytestmark = [stacks("local-sqlite"), identities("builtin", "cognito")]
 
 
 async def test_welcome_and_docs(client):
@@ -13,9 +16,19 @@ async def test_welcome_and_docs(client):
     assert "/jobs" in schema["paths"] and "/_job_status" in schema["paths"]
 
 
-async def test_access_info(client):
+async def test_access_info(client, settings):
     r = await client.get("/access_info")
-    assert r.status_code == 200 and r.json() == {"local": {"token_url": "/token"}}
+    assert r.status_code == 200
+    if settings.identity == "cognito":
+        assert r.json() == {
+            "cognito": {
+                "user_pool_id": settings.cognito_user_pool_id,
+                "client_id": settings.cognito_client_id,
+                "region": settings.cognito_region,
+            }
+        }
+    else:
+        assert r.json() == {"local": {"token_url": "/token"}}
 
 
 async def test_user_lifecycle(client):
@@ -40,7 +53,8 @@ async def test_user_lifecycle(client):
 async def test_groups_query(client):
     user = await make_user(client, "erin", groups=["users", "admins"])
     r = await client.get("/user", headers=user.headers)
-    assert r.json() == {"email": None, "groups": ["users", "admins"]}
+    assert r.json()["email"] is None  # a plain login name has no email address
+    assert sorted(r.json()["groups"]) == ["admins", "users"]
 
 
 async def test_login_cookie(client):
@@ -62,12 +76,39 @@ async def test_bad_account_requests_are_4xx(client):
     assert 400 <= r.status_code < 500
 
 
+def signed_like_the_issuer(settings, *, expires_in: int) -> str:
+    """A token for "alice" signed as the configured identity provider signs its ID tokens."""
+    import time
+
+    import jwt
+
+    now = int(time.time())
+    claims = {"token_use": "id", "cognito:groups": ["users"], "iat": now, "exp": now + expires_in}
+    if settings.identity == "cognito":
+        from moto.utilities.utils import load_resource
+
+        from decode_userapi.adapters.identity.cognito import cognito_issuer
+
+        # moto signs every pool's tokens with one key of its own, kid "dummy"
+        key = jwt.PyJWK(load_resource("cognitoidp/resources/jwks-private.json")).key
+        claims |= {"iss": cognito_issuer(settings.cognito_region, settings.cognito_user_pool_id),
+                   "aud": settings.cognito_client_id, "cognito:username": "alice"}
+        return jwt.encode(claims, key, algorithm="RS256", headers={"kid": "dummy"})
+    claims |= {"iss": "decode-userapi", "aud": "decode-userapi", "sub": "alice", "username": "alice"}
+    return jwt.encode(claims, settings.token_signing_key, algorithm="HS256")
+
+
 async def test_expired_and_forged_tokens(client, settings):
     import jwt
 
+    valid = signed_like_the_issuer(settings, expires_in=600)
+    r = await client.get("/user", headers={"Authorization": f"Bearer {valid}"})
+    assert r.status_code == 200 and r.json() == {"email": None, "groups": ["users"]}
+
+    expired = signed_like_the_issuer(settings, expires_in=-3600)
     forged = jwt.encode({"sub": "alice", "username": "alice", "cognito:groups": ["users"], "token_use": "id"}, "another-key-of-sufficient-length-0123456789", algorithm="HS256")
     none_alg = jwt.encode({"sub": "alice", "username": "alice"}, None, algorithm="none")
-    for token in [forged, none_alg, "a.b.c", ""]:
+    for token in [expired, forged, none_alg, "a.b.c", ""]:
         r = await client.get("/user", headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 401, token
 
