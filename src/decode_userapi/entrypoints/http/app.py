@@ -16,10 +16,14 @@ from decode_userapi.container import Services, start_services, stop_services
 from decode_userapi.entrypoints.http.deps import provide_caller, provide_principal
 from decode_userapi.entrypoints.http.errors import EXCEPTION_HANDLERS
 from decode_userapi.entrypoints.http.files import FilesController
+from decode_userapi.entrypoints.http.headers import security_headers
 from decode_userapi.entrypoints.http.internal import job_status
 from decode_userapi.entrypoints.http.jobs import JobsController
 from decode_userapi.entrypoints.http.ops import Metrics, health, metrics_handler, ready, request_context
+from decode_userapi.entrypoints.http.ratelimit import LoginRateLimiter
 from decode_userapi.entrypoints.http.users import ACCOUNT_HANDLERS, SERVICE_HANDLERS
+
+DOCS_PATH = "/docs"
 
 
 def create_app(services: Services, *, manage_adapters: bool = True) -> Litestar:
@@ -70,6 +74,7 @@ def create_app(services: Services, *, manage_adapters: bool = True) -> Litestar:
             "ops": Provide(lambda: services.ops(), sync_to_thread=False),
         },
         middleware=[request_context(metrics)],
+        before_send=[security_headers(DOCS_PATH)],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],
         cors_config=cors,
@@ -77,13 +82,16 @@ def create_app(services: Services, *, manage_adapters: bool = True) -> Litestar:
         openapi_config=OpenAPIConfig(
             title="DECODE OpenCloud user-facing API",
             version="1.0.0",
-            path="/docs",
+            path=DOCS_PATH,
             render_plugins=[SwaggerRenderPlugin(path="/")],
         ),
     )
     app.state.identity = adapters.identity()
     app.state.internal_api_key = settings.internal_api_key
     app.state.max_upload_bytes = settings.max_upload_bytes
+    app.state.login_limiter = LoginRateLimiter(
+        settings.token_rate_per_minute_user, settings.token_rate_per_minute_address
+    )
     return app
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
+import msgspec
 import structlog
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import ResponseSpec
 
 from decode_userapi.domain import errors as e
 
@@ -24,6 +27,21 @@ STATUS: dict[type[e.DomainError], int] = {
     e.DependencyUnavailable: 503,
 }
 RETRY_AFTER_SECONDS = "5"
+
+
+class ErrorView(msgspec.Struct):
+    """The body of every error answer."""
+
+    detail: str
+
+
+def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """The OpenAPI entries of the error answers a route may give (replacing Litestar's default 400,
+    whose body is not ours)."""
+    return {
+        status: ResponseSpec(data_container=ErrorView, description=HTTPStatus(status).phrase, generate_examples=False)
+        for status in statuses
+    }
 
 
 def _status_of(exc: e.DomainError) -> int:

@@ -8,12 +8,13 @@ before it fills path parameters. A trailing `/download`, `/url` or `/upload` nam
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from litestar import Controller, Request, delete, get, post, put
 from litestar.di import NamedDependency
-from litestar.params import JSONBody, QueryParameter
+from litestar.params import JSONBody, Parameter, QueryParameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
@@ -22,6 +23,7 @@ from decode_userapi.domain.errors import BadRequest
 from decode_userapi.domain.files import FileHTTPRequest, FileInfo, UserPath
 from decode_userapi.domain.identity import Principal
 from decode_userapi.entrypoints.http.deps import api_base_url, raw_subpath
+from decode_userapi.entrypoints.http.errors import error_responses
 from decode_userapi.entrypoints.http.multipart import MultipartFile
 from decode_userapi.services.files import FileService
 
@@ -29,6 +31,15 @@ PREFIX = "/files"
 _TOKEN = re.compile(r"[A-Za-z0-9!#$&+\-.^_`|~]+")
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
+# `{p}` as the OpenAPI document shows it: a path with slashes (Litestar would call it a URI). Handlers
+# take it only for the document; they parse the raw path (see above).
+DocumentedPath = Annotated[
+    Path | None,
+    Parameter(
+        description="a path in the caller's tree, relative to its root; may contain slashes",
+        schema_extra={"type": "string", "format": "path", "oneOf": None},
+    ),
+]
 
 
 def _flag(value: str | None, name: str, default: bool) -> bool:
@@ -64,7 +75,11 @@ class FilesController(Controller):
     path = PREFIX
     tags = ["files"]
 
-    @get(["/", "/{p:path}"], summary="List a folder, download, or get a download request")
+    @get(
+        ["/", "/{p:path}"],
+        summary="List a folder, download, or get a download request",
+        responses=error_responses(400, 401, 403, 404, 503),
+    )
     async def read(
         self,
         request: Request[Any, Any, Any],
@@ -72,6 +87,7 @@ class FilesController(Controller):
         files: NamedDependency[FileService],
         show_dirs: Annotated[str | None, QueryParameter(description="true/false, any case")] = None,
         recursive: Annotated[str | None, QueryParameter(description="true/false, any case")] = None,
+        p: DocumentedPath = None,
     ) -> Any:
         raw, action = _split_action(request, ("download", "url"))
         path = UserPath.parse(raw, percent_encoded=True)
@@ -100,9 +116,14 @@ class FilesController(Controller):
         status_code=HTTP_201_CREATED,
         request_max_body_size=None,  # uploads are limited while streaming, by MAX_UPLOAD_BYTES
         summary="Upload a file (…/upload), get an upload request (…/url), or create a folder (…/)",
+        responses=error_responses(400, 401, 403, 405, 409, 413, 422, 503),
     )
     async def create(
-        self, request: Request[Any, Any, Any], principal: NamedDependency[Principal], files: NamedDependency[FileService]
+        self,
+        request: Request[Any, Any, Any],
+        principal: NamedDependency[Principal],
+        files: NamedDependency[FileService],
+        p: DocumentedPath = None,
     ) -> FileInfo | FileHTTPRequest | None:
         raw, action = _split_action(request, ("upload", "url"))
         folder = UserPath.parse(raw, percent_encoded=True).as_dir()
@@ -120,15 +141,35 @@ class FilesController(Controller):
         await files.mkdir(principal, folder)
         return None
 
-    @put(["/", "/{p:path}"], summary="Rename a file or an empty folder")
+    @put(
+        ["/", "/{p:path}"],
+        summary="Rename a file or an empty folder",
+        responses=error_responses(400, 401, 403, 404, 405, 409, 413, 503),
+    )
     async def rename(
-        self, request: Request[Any, Any, Any], principal: NamedDependency[Principal], files: NamedDependency[FileService], data: JSONBody[Rename]
+        self,
+        request: Request[Any, Any, Any],
+        principal: NamedDependency[Principal],
+        files: NamedDependency[FileService],
+        data: JSONBody[Rename],
+        p: DocumentedPath = None,
     ) -> FileInfo:
         source = UserPath.parse(raw_subpath(request, PREFIX), percent_encoded=True)
         return await files.rename(principal, source, UserPath.parse(data.path))
 
-    @delete(["/", "/{p:path}"], status_code=HTTP_204_NO_CONTENT, summary="Delete a file or a folder")
-    async def remove(self, request: Request[Any, Any, Any], principal: NamedDependency[Principal], files: NamedDependency[FileService]) -> None:
+    @delete(
+        ["/", "/{p:path}"],
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Delete a file or a folder",
+        responses=error_responses(400, 401, 403, 503),
+    )
+    async def remove(
+        self,
+        request: Request[Any, Any, Any],
+        principal: NamedDependency[Principal],
+        files: NamedDependency[FileService],
+        p: DocumentedPath = None,
+    ) -> None:
         await files.delete(principal, UserPath.parse(raw_subpath(request, PREFIX), percent_encoded=True))
 
 

@@ -11,6 +11,7 @@ from litestar.params import JSONBody
 
 from decode_userapi.domain.commands import StatusUpdate, StatusView
 from decode_userapi.domain.errors import Unauthenticated
+from decode_userapi.entrypoints.http.errors import error_responses
 from decode_userapi.services.jobs import JobService
 
 
@@ -22,7 +23,12 @@ def check_internal_key(request: Request[Any, Any, Any]) -> None:
         raise Unauthenticated("a valid x-api-key header is needed")
 
 
-@put("/_job_status", tags=["internal"], summary="A status update from the worker-facing API")
+@put(
+    "/_job_status",
+    tags=["internal"],
+    summary="A status update from the worker-facing API",
+    responses=error_responses(400, 401, 404, 413, 503),
+)
 async def job_status(
     request: Request[Any, Any, Any], jobs: NamedDependency[JobService], data: JSONBody[StatusUpdate]
 ) -> StatusView:

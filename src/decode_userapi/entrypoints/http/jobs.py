@@ -11,6 +11,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from decode_userapi.domain.commands import JobCreate, JobView
 from decode_userapi.domain.identity import Principal
+from decode_userapi.entrypoints.http.errors import error_responses
 from decode_userapi.services.jobs import JobService
 
 
@@ -18,11 +19,11 @@ class JobsController(Controller):
     path = "/jobs"
     tags = ["jobs"]
 
-    @get("/applications", summary="The application config: what can be run")
+    @get("/applications", summary="The application config: what can be run", responses=error_responses(401, 403, 503))
     async def applications(self, principal: NamedDependency[Principal], jobs: NamedDependency[JobService]) -> dict[str, Any]:
         return await jobs.applications()
 
-    @get("/", summary="The caller's jobs, newest first")
+    @get("/", summary="The caller's jobs, newest first", responses=error_responses(400, 401, 403, 422, 503))
     async def list_jobs(
         self,
         principal: NamedDependency[Principal],
@@ -32,14 +33,24 @@ class JobsController(Controller):
     ) -> list[JobView]:
         return await jobs.list(principal, offset=offset, limit=limit)
 
-    @get("/{job_id:int}", summary="One of the caller's jobs")
+    @get("/{job_id:int}", summary="One of the caller's jobs", responses=error_responses(400, 401, 403, 404, 503))
     async def get_job(self, principal: NamedDependency[Principal], jobs: NamedDependency[JobService], job_id: FromPath[int]) -> JobView:
         return await jobs.get(principal, job_id)
 
-    @post("/", status_code=HTTP_201_CREATED, summary="Start a job")
+    @post(
+        "/",
+        status_code=HTTP_201_CREATED,
+        summary="Start a job",
+        responses=error_responses(400, 401, 403, 409, 413, 422, 503),
+    )
     async def create(self, principal: NamedDependency[Principal], jobs: NamedDependency[JobService], data: JSONBody[JobCreate]) -> JobView:
         return await jobs.create(principal, data)
 
-    @delete("/{job_id:int}", status_code=HTTP_204_NO_CONTENT, summary="Delete a job and its outputs")
+    @delete(
+        "/{job_id:int}",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Delete a job and its outputs",
+        responses=error_responses(400, 401, 403, 404, 503),
+    )
     async def remove(self, principal: NamedDependency[Principal], jobs: NamedDependency[JobService], job_id: FromPath[int]) -> None:
         await jobs.delete(principal, job_id)

@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 from litestar import MediaType, Response, get
 from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -84,7 +85,12 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/ready", tags=["operations"], summary="Database, storage and application config answer")
+@get(
+    "/ready",
+    tags=["operations"],
+    summary="Database, storage and application config answer",
+    responses={503: ResponseSpec(data_container=dict[str, Any], description="Not ready: `checks` says what failed")},
+)
 async def ready(ops: NamedDependency[OpsService]) -> Response[dict[str, Any]]:
     readiness = await ops.readiness()
     body = {"status": "ready" if readiness.ready else "not ready", "checks": readiness.checks}

@@ -13,9 +13,12 @@ from litestar.status_codes import HTTP_201_CREATED
 from decode_userapi.domain.commands import TokenView, UserView
 from decode_userapi.domain.errors import InvalidRequest
 from decode_userapi.domain.identity import Principal
+from decode_userapi.entrypoints.http.errors import error_responses
+from decode_userapi.entrypoints.http.ratelimit import LoginRateLimiter, client_address
 from decode_userapi.ports.identity import IdentityProvider
 
 MAX_FIELD = 1024
+SIGN_IN_ERRORS = (400, 404, 413, 422, 429, 503)
 WELCOME = msgspec.json.encode("Welcome to the DECODE OpenCloud User-facing API")
 
 
@@ -30,7 +33,7 @@ async def access_info(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return identity.access_info()
 
 
-@get("/user", tags=["user"], summary="The caller")
+@get("/user", tags=["user"], summary="The caller", responses=error_responses(401, 503))
 async def get_user(caller: NamedDependency[Principal]) -> UserView:
     return UserView(email=caller.email, groups=list(caller.groups))
 
@@ -45,7 +48,22 @@ async def _credentials(request: Request[Any, Any, Any]) -> tuple[str, str]:
     return username, password
 
 
-@post("/user", tags=["auth"], status_code=HTTP_201_CREATED, summary="Create a user (AUTH=1)")
+async def _sign_in(request: Request[Any, Any, Any]) -> tuple[str, int]:
+    """Check the password and issue a token; every attempt counts against the rate limits first."""
+    username, password = await _credentials(request)
+    limiter: LoginRateLimiter = request.app.state.login_limiter
+    limiter.attempt(username, client_address(request))
+    token, expires_in = await request.app.state.identity.issue_token(username, password)
+    return token, expires_in
+
+
+@post(
+    "/user",
+    tags=["auth"],
+    status_code=HTTP_201_CREATED,
+    summary="Create a user (AUTH=1)",
+    responses=error_responses(400, 409, 413, 422, 503),
+)
 async def create_user(request: Request[Any, Any, Any]) -> UserView:
     username, password = await _credentials(request)
     groups = request.query_params.getall("groups", []) or ["users"]
@@ -53,17 +71,27 @@ async def create_user(request: Request[Any, Any, Any]) -> UserView:
     return UserView(email=principal.email, groups=list(principal.groups))
 
 
-@post("/token", tags=["auth"], status_code=HTTP_201_CREATED, summary="Get an ID token (AUTH=1)")
+@post(
+    "/token",
+    tags=["auth"],
+    status_code=HTTP_201_CREATED,
+    summary="Get an ID token (AUTH=1)",
+    responses=error_responses(*SIGN_IN_ERRORS),
+)
 async def create_token(request: Request[Any, Any, Any]) -> TokenView:
-    username, password = await _credentials(request)
-    token, expires_in = await request.app.state.identity.issue_token(username, password)
+    token, expires_in = await _sign_in(request)
     return TokenView(id_token=token, expires_in=expires_in)
 
 
-@post("/login", tags=["auth"], status_code=HTTP_201_CREATED, summary="Log in with a cookie (AUTH=1)")
+@post(
+    "/login",
+    tags=["auth"],
+    status_code=HTTP_201_CREATED,
+    summary="Log in with a cookie (AUTH=1)",
+    responses=error_responses(*SIGN_IN_ERRORS),
+)
 async def login(request: Request[Any, Any, Any]) -> Response[dict[str, int]]:
-    username, password = await _credentials(request)
-    token, expires_in = await request.app.state.identity.issue_token(username, password)
+    token, expires_in = await _sign_in(request)
     cookie = Cookie(
         key="Authorization",
         value=f"Bearer {token}",  # quoted on the wire, as CONTRACT shows
