@@ -91,6 +91,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     workerfacing_api_timeout_seconds: float = 10.0
     max_upload_bytes: int = 10 * 1024**3
     max_json_bytes: int = 1024**2
+    user_quota_bytes: int = 0
     token_rate_per_minute_user: int = 10  # POST /token and /login attempts per username; 0: no limit
     token_rate_per_minute_address: int = 30  # ... per client address; 0: no limit
 
@@ -168,6 +169,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             ),
             max_upload_bytes=_int(get("MAX_UPLOAD_BYTES"), "MAX_UPLOAD_BYTES", 10 * 1024**3),
             max_json_bytes=_int(get("MAX_JSON_BYTES"), "MAX_JSON_BYTES", 1024**2),
+            user_quota_bytes=_int(get("USER_QUOTA_BYTES"), "USER_QUOTA_BYTES", 0),
             token_rate_per_minute_user=_int(get("TOKEN_RATE_PER_MINUTE_USER"), "TOKEN_RATE_PER_MINUTE_USER", 10),
             token_rate_per_minute_address=_int(
                 get("TOKEN_RATE_PER_MINUTE_ADDRESS"), "TOKEN_RATE_PER_MINUTE_ADDRESS", 30

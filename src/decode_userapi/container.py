@@ -184,7 +184,9 @@ class Services(containers.DeclarativeContainer):
         clock=adapters.clock,
         dispatch_now=dispatcher.provided.wake,
     )
-    files = providers.Factory(FileService, storage=adapters.file_storage)
+    files = providers.Factory(
+        FileService, storage=adapters.file_storage, quota_bytes=settings.provided.user_quota_bytes
+    )
     ops = providers.Factory(
         OpsService,
         store=adapters.job_store,

@@ -169,3 +169,23 @@ async def test_other_users_jobs_are_not_found(services):
     await services.jobs().delete(ALICE, job.id)
     with pytest.raises(NotFound):
         await services.jobs().apply_status_update(StatusUpdate(job_id=job.id, status=JobStatus.running))
+
+
+async def test_storage_quota_refuses_the_upload_that_would_exceed_it():
+    from decode_userapi.domain.errors import PayloadTooLarge
+    from decode_userapi.services.files import FileService
+
+    services = in_memory_services(background_dispatch=False)
+    storage = services.adapters.file_storage()
+    files = FileService(storage, quota_bytes=100)
+
+    async def chunks(size: int):
+        for _ in range(size // 10):
+            yield b"x" * 10
+
+    await files.upload(ALICE, UserPath.parse("data/"), "a.bin", chunks(60))
+    await files.upload(ALICE, UserPath.parse("data/"), "a.bin", chunks(90))  # replacing: old size not counted
+    with pytest.raises(PayloadTooLarge, match="quota"):
+        await files.upload(ALICE, UserPath.parse("data/"), "b.bin", chunks(20))
+    assert await storage.stat(ALICE.user_id, UserPath.parse("data/b.bin")) is None
+    await files.upload(BOB, UserPath.parse("data/"), "b.bin", chunks(90))  # quotas are per user

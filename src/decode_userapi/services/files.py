@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import structlog
 
-from decode_userapi.domain.errors import Conflict, InvalidRequest, NotAllowed, NotFound
+from decode_userapi.domain.errors import Conflict, InvalidRequest, NotAllowed, NotFound, PayloadTooLarge
 from decode_userapi.domain.files import (
     INPUT_FOLDERS,
     ROOT_FOLDERS,
@@ -39,8 +39,9 @@ def _check_input_folder(folder: UserPath) -> None:
 
 
 class FileService:
-    def __init__(self, storage: FileStorage) -> None:
+    def __init__(self, storage: FileStorage, quota_bytes: int = 0) -> None:
         self._storage = storage
+        self._quota = quota_bytes  # per user; 0: none
 
     async def _ensure_tree(self, user: str) -> None:
         for folder in ROOT_FOLDERS:
@@ -65,9 +66,36 @@ class FileService:
         existing = await self._storage.stat(principal.user_id, target.as_dir())
         if existing is not None and existing.is_dir:
             raise Conflict(f"{target} is a folder")
+        if self._quota:
+            chunks = await self._within_quota(principal.user_id, target, chunks)
         entry = await self._storage.write(principal.user_id, target, chunks)
         log.info("file.uploaded", user_id=principal.user_id, path=str(target), size=entry.size)
         return entry.info()
+
+    async def _within_quota(
+        self, user: str, target: UserPath, chunks: AsyncIterator[bytes]
+    ) -> AsyncIterator[bytes]:
+        """The chunks, refused (413) as soon as they would take the user's tree over the quota.
+
+        A replaced file's old size is not counted. Uploads sent at the same moment are each checked
+        against the usage before them, so together they may pass the quota by their own sizes.
+        """
+        entries = await self._storage.list(user, UserPath.root(), recursive=True)
+        used = sum(e.size or 0 for e in entries if e.path.parts != target.parts)
+        room = self._quota - used
+
+        async def counted() -> AsyncIterator[bytes]:
+            written = 0
+            async for chunk in chunks:
+                written += len(chunk)
+                if written > room:
+                    raise PayloadTooLarge(
+                        f"this upload would exceed your storage quota of {self._quota} bytes "
+                        f"({max(used, 0)} bytes used)"
+                    )
+                yield chunk
+
+        return counted()
 
     async def upload_request(
         self, principal: Principal, folder: UserPath, *, api_upload_url: str, authorization: str | None
