@@ -18,9 +18,9 @@ from typing import Any
 
 import aioboto3
 import structlog
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from decode_userapi.adapters.aws import s3_client_config
 from decode_userapi.adapters.catalog.yaml_file import parse_catalog
 from decode_userapi.domain.applications import Catalog, CatalogError
 
@@ -66,12 +66,8 @@ class S3CatalogSource:
         self._check_interval = check_interval
         self._region = region
         self._endpoint_url = endpoint_url
-        self._config = Config(
-            region_name=region,
-            signature_version="s3v4",
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            retries={"total_max_attempts": max_attempts, "mode": "standard"},
+        self._config = s3_client_config(
+            region, connect_timeout=connect_timeout, read_timeout=read_timeout, max_attempts=max_attempts
         )
         self._session = session or aioboto3.Session()
         self._stack: AsyncExitStack | None = None

@@ -25,9 +25,9 @@ from typing import Any, TypeVar
 
 import aioboto3
 import anyio
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+from decode_userapi.adapters.aws import s3_client_config
 from decode_userapi.domain.errors import Conflict, InvalidPath, NotFound, StorageUnavailable
 from decode_userapi.domain.files import Entry, FileHTTPRequest, UserPath, check_username
 
@@ -106,13 +106,12 @@ class S3FileStorage:
         self._part_size = part_size
         self._page_size = list_page_size
         self._max_upload_bytes = max_upload_bytes
-        self._config = Config(
-            region_name=region,
-            signature_version="s3v4",
-            s3={"addressing_style": addressing_style} if addressing_style else None,
+        self._config = s3_client_config(
+            region,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
-            retries={"total_max_attempts": max_attempts, "mode": "standard"},
+            max_attempts=max_attempts,
+            addressing_style=addressing_style,
         )
         self._session = session or aioboto3.Session()
         self._stack: AsyncExitStack | None = None
