@@ -69,6 +69,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_secret: str | None = None
     database_migrate_on_start: bool = True
     database_pool_size: int = 10
+    database_pool_timeout: int = 30
     workerfacing_api_url: str = "http://127.0.0.1:8001"
     internal_api_key: str | None = None
     identity: Literal["builtin", "cognito"] = "builtin"
@@ -145,6 +146,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             database_secret=get("DATABASE_SECRET"),
             database_migrate_on_start=True if migrate is None else migrate,
             database_pool_size=_int(get("DATABASE_POOL_SIZE"), "DATABASE_POOL_SIZE", 10),
+            database_pool_timeout=_int(get("DATABASE_POOL_TIMEOUT_SECONDS"), "DATABASE_POOL_TIMEOUT_SECONDS", 30),
             workerfacing_api_url=(get("WORKERFACING_API_URL") or "http://127.0.0.1:8001").rstrip("/"),
             internal_api_key=get("INTERNAL_API_KEY_SECRET"),
             identity=identity,  # type: ignore[arg-type]

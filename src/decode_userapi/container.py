@@ -70,6 +70,7 @@ class Adapters(containers.DeclarativeContainer):
         Database,
         url=providers.Callable(_database_url, settings),
         pool_size=settings.provided.database_pool_size,
+        pool_timeout=settings.provided.database_pool_timeout,
         migrate_on_start=settings.provided.database_migrate_on_start,
     )
     job_store = providers.Singleton(SqlJobStore, database=database)

@@ -251,6 +251,17 @@ async def test_status_updates(client, alice):
     assert datetime.fromisoformat(job["date_started"]) <= datetime.fromisoformat(job["date_finished"])
 
 
+async def test_concurrent_status_updates_of_one_job_all_land(client, alice):
+    """Updates are applied by compare-and-set: racing ones retry (then lock), none is lost."""
+    await put_inputs(client, alice)
+    job_id = (await client.post("/jobs", headers=alice.headers, json=job_body())).json()["id"]
+    answers = await asyncio.gather(*(status(client, job_id, "running", f"line {i}") for i in range(24)))
+    assert {r.status_code for r in answers} == {200}
+    job = (await client.get(f"/jobs/{job_id}", headers=alice.headers)).json()
+    assert job["status"] == "running"
+    assert sorted(job["runtime_details"].split("\n")) == sorted(f"line {i}" for i in range(24))
+
+
 async def test_status_update_errors(client, alice):
     assert (await status(client, 12345, "running")).status_code == 404
     assert (await status(client, 1, "running", key=None)).status_code == 401

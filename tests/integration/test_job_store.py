@@ -288,3 +288,47 @@ async def test_concurrent_claims_never_share_an_entry(store: JobStore) -> None:
     batches = await asyncio.gather(*(claim(store, limit=4) for _ in range(12)))
     ids = [c.job_id for batch in batches for c in batch]
     assert len(ids) == len(set(ids)) == 30
+
+
+# --- single-statement paths: reads, submission with its outbox entry, compare-and-set -------------
+
+
+async def test_reads_outside_a_unit_of_work_see_what_units_of_work_committed(store: JobStore) -> None:
+    older, newer = await add(store, make_job("older"), make_job("newer", created=T0 + timedelta(seconds=1)))
+    assert await store.get(older.id) == older  # type: ignore[arg-type]
+    assert await store.get(987654) is None
+    assert [j.job_name for j in await store.list_for_user("alice", offset=0, limit=10)] == ["newer", "older"]
+    assert [j.job_name for j in await store.list_for_user("alice", offset=1, limit=10)] == ["older"]
+    assert await store.list_for_user("bob", offset=0, limit=10) == []
+
+
+async def test_add_with_dispatch_records_the_job_and_its_due_outbox_entry_at_once(store: JobStore) -> None:
+    job = await store.add_with_dispatch(make_job("sub"), PAYLOAD)
+    assert job.id is not None and job.dispatch.status.value == "pending"
+    assert job.dispatch.next_attempt_at == T0
+    assert await store.get(job.id) == job
+    async with store.unit_of_work() as uow:
+        (claimed,) = await uow.claim_dispatches(T0, T0 + timedelta(seconds=60), 10)
+    assert (claimed.job_id, claimed.payload, claimed.attempts, claimed.date_created) == (job.id, PAYLOAD, 0, T0)
+
+
+async def test_add_with_dispatch_refuses_a_taken_name_and_records_nothing(store: JobStore) -> None:
+    first = await store.add_with_dispatch(make_job("dup"), PAYLOAD)
+    with pytest.raises(JobNameTaken):
+        await store.add_with_dispatch(make_job("dup"), PAYLOAD)
+    assert [j.id for j in await store.list_for_user("alice", offset=0, limit=10)] == [first.id]
+    async with store.unit_of_work() as uow:
+        assert [c.job_id for c in await uow.claim_dispatches(T0, T0 + timedelta(seconds=60), 10)] == [first.id]
+
+
+async def test_replace_status_writes_only_over_the_state_it_was_computed_from(store: JobStore) -> None:
+    (job,) = await add(store, make_job())
+    running = msgspec.structs.replace(job, status=JobStatus.running, date_started=T0, runtime_details="go")
+    assert await store.replace_status(job, running) is True
+    assert await store.get(job.id) == running  # type: ignore[arg-type]
+    late = msgspec.structs.replace(job, status=JobStatus.pulled, date_started=T0)  # computed from stale state
+    assert await store.replace_status(job, late) is False
+    assert await store.get(job.id) == running  # type: ignore[arg-type]
+    async with store.unit_of_work() as uow:
+        await uow.delete(job.id)  # type: ignore[arg-type]
+    assert await store.replace_status(running, msgspec.structs.replace(running, status=JobStatus.finished)) is False

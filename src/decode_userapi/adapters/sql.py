@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import msgspec
 import structlog
 from alembic import command
 from alembic.config import Config
@@ -93,8 +94,8 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
+        if value is None or value.tzinfo is UTC:  # asyncpg returns UTC already: the hot path
+            return value
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
@@ -187,6 +188,17 @@ async def execute(connection: AsyncConnection, statement: Executable) -> Result[
     """`connection.execute(statement)`, with `translate_errors`."""
     with translate_errors():
         return await connection.execute(statement)
+
+
+def _discard_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """Pool checkout: a connection the server has closed (restart, failover, idle timeout) is known
+    to asyncpg without a round trip; SQLAlchemy then discards it and checks out another."""
+    if record.driver_connection.is_closed():
+        raise exc.DisconnectionError("the server closed this connection")
+
+
+def _json_text(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
 
 
 def _sqlite_on_connect(busy_timeout_ms: int) -> Any:
@@ -297,7 +309,7 @@ class Database:
         url: str | URL,
         *,
         pool_size: int = 10,
-        max_overflow: int = 10,
+        max_overflow: int = 0,
         pool_timeout: float = 30.0,
         connect_timeout: float = 10.0,
         busy_timeout: float = 30.0,
@@ -312,16 +324,28 @@ class Database:
         self._started = False
         options: dict[str, Any] = {
             "echo": echo,
+            # A fixed pool: overflow connections are opened and closed again under load, and each
+            # PostgreSQL connection costs milliseconds of CPU to set up (measured: ~100 per 5 s).
             "pool_size": pool_size,
             "max_overflow": max_overflow,
             "pool_timeout": pool_timeout,
+            # msgspec is several times faster than the json module for the JSON columns.
+            "json_serializer": _json_text,
+            "json_deserializer": msgspec.json.decode,
         }
         if self.backend == "postgresql":
             options.update(
-                pool_pre_ping=True,
+                # No `pool_pre_ping`: its round trip on every checkout cost ~0.2 ms of CPU, as much as
+                # a whole job read (measured). `_discard_closed` catches what it is mostly for, a
+                # server restart, for free; connections older than this are replaced anyway.
+                pool_recycle=1800,
                 connect_args={"timeout": connect_timeout, "server_settings": {"application_name": "decode-userapi"}},
             )
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
+        if self.backend == "postgresql":
+            event.listen(self.engine.sync_engine.pool, "checkout", _discard_closed)
+        # The same pool, each connection in autocommit mode while checked out (PostgreSQL only).
+        self._autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         if self.backend == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_on_connect(int(busy_timeout * 1000)))
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
@@ -402,6 +426,44 @@ class Database:
         finally:
             with translate_errors():
                 await conn.close()  # rolls back a transaction still open
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """One connection on which each statement commits on its own: for a single read or a single
+        write, it saves the round trips of BEGIN and COMMIT. On SQLite, where every unit of work
+        takes the write lock (see the module's docstring), this is `transaction()`."""
+        if self.backend != "postgresql":
+            async with self.transaction() as conn:
+                yield conn
+            return
+        with translate_errors():
+            conn = await self._autocommit_engine.connect()
+        try:
+            yield conn
+        finally:
+            with translate_errors():
+                await conn.close()
+
+    async def fetch(
+        self, postgresql_sql: str, args: Sequence[Any], statement: Callable[[], Executable]
+    ) -> list[Sequence[Any]]:
+        """The rows of one read, as plain sequences. On PostgreSQL `postgresql_sql` (with `$n`
+        parameters `args`) runs on the pooled asyncpg connection directly: asyncpg's prepared-statement
+        cache and C row decoding, without SQLAlchemy's per-statement and per-row work (measured about
+        three times cheaper for a page of jobs); timestamps come as UTC datetimes. Elsewhere the
+        SQLAlchemy `statement()` runs as usual."""
+        if self.backend != "postgresql":
+            async with self.transaction() as conn:
+                return list(await execute(conn, statement()))
+        with translate_errors():
+            conn = await self.engine.connect()
+        try:
+            with translate_errors():
+                driver = (await conn.get_raw_connection()).driver_connection
+                return await driver.fetch(postgresql_sql, *args)  # type: ignore[union-attr,no-any-return]
+        finally:
+            with translate_errors():
+                await conn.close()
 
     def insert_or_ignore(self, table: Table, values: Mapping[str, Any], *conflict_columns: str) -> Any:
         """`INSERT … ON CONFLICT (conflict_columns) DO NOTHING`: a conflict inserts no row, raises nothing.

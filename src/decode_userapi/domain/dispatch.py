@@ -56,10 +56,12 @@ def build_worker_request(
     files_down: dict[str, str],
     paths_upload: dict[str, str],
 ) -> dict[str, Any]:
-    """The body of `POST {WORKERFACING_API_URL}/_jobs`; `files_down` maps names to storage URIs."""
-    assert job.id is not None, "a job is dispatched after it is recorded"
+    """The body of `POST {WORKERFACING_API_URL}/_jobs`; `files_down` maps names to storage URIs.
+
+    A job not yet recorded has no id: the payload is then completed by `with_job_id` when sent.
+    """
     hardware = job.hardware if job.hardware is not None else HardwareSpec()
-    return {
+    payload = {
         "job": {
             "app": {"cmd": list(entrypoint.app.cmd), "env": dict(job.attributes.env_vars)},
             "handler": {
@@ -70,11 +72,7 @@ def build_worker_request(
                 "files_down": files_down,
                 "files_up": dict(entrypoint.handler.files_up),
             },
-            "meta": {
-                "job_id": job.id,
-                "date_created": job.date_created.isoformat(),
-                "idempotency_key": idempotency_key(job.id, job.date_created),
-            },
+            "meta": {"date_created": job.date_created.isoformat()},
             "hardware": msgspec.to_builtins(hardware),
         },
         "environment": job.environment,
@@ -82,3 +80,12 @@ def build_worker_request(
         "priority": job.priority,
         "paths_upload": paths_upload,
     }
+    return payload if job.id is None else with_job_id(payload, job.id, job.date_created)
+
+
+def with_job_id(payload: dict[str, Any], job_id: int, date_created: datetime) -> dict[str, Any]:
+    """`payload` with the job's id and idempotency key in `job.meta` (a copy; idempotent)."""
+    job = payload["job"]
+    meta = {"job_id": job_id, **job["meta"], "idempotency_key": idempotency_key(job_id, date_created)}
+    meta["job_id"] = job_id
+    return {**payload, "job": {**job, "meta": meta}}

@@ -63,7 +63,29 @@ class JobStats(msgspec.Struct, frozen=True):
 
 
 class JobStore(Protocol):
+    """Jobs. The hot paths are single statements outside any unit of work (no BEGIN/COMMIT round
+    trips); a read-modify-write that must lock uses `unit_of_work()`."""
+
     def unit_of_work(self) -> AbstractAsyncContextManager[JobUnitOfWork]: ...
+
+    async def get(self, job_id: int) -> Job | None:
+        """The job, or None: one read."""
+        ...
+
+    async def list_for_user(self, user_id: str, *, offset: int, limit: int) -> list[Job]:
+        """The user's jobs, newest first, then paged: one read."""
+        ...
+
+    async def add_with_dispatch(self, job: Job, payload: dict[str, Any]) -> Job:
+        """Record a new job and its outbox entry (due at the job's `date_created`) in one atomic step,
+        and return the job with its id. The payload does not hold the id yet: the sender adds it
+        (`domain.dispatch.with_job_id`). `JobNameTaken` if the owner has a job of that name."""
+        ...
+
+    async def replace_status(self, before: Job, after: Job) -> bool:
+        """Compare and set: write `after`'s status, dates and runtime details if the stored job still
+        has `before`'s. False if another update changed them first, or the job is gone."""
+        ...
 
     async def stats(self) -> JobStats:
         """Current counts (one short read; also proves the store answers)."""

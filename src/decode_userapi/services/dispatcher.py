@@ -17,7 +17,7 @@ from datetime import timedelta
 
 import structlog
 
-from decode_userapi.domain.dispatch import RetryPolicy
+from decode_userapi.domain.dispatch import RetryPolicy, with_job_id
 from decode_userapi.domain.errors import DomainError, WorkerRejected
 from decode_userapi.domain.jobs import (
     DispatchState,
@@ -108,7 +108,7 @@ class Dispatcher:
     async def _deliver(self, entry: PendingDispatch) -> None:
         attempts = entry.attempts + 1
         try:
-            await self._workers.submit(entry.payload)
+            await self._workers.submit(with_job_id(entry.payload, entry.job_id, entry.date_created))
         except DomainError as e:
             await self._failed_attempt(entry, attempts, e)
             return

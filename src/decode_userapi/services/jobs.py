@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import structlog
 
 from decode_userapi.domain.applications import INPUT_KINDS, Entrypoint, check_env_vars
@@ -18,6 +19,7 @@ from decode_userapi.domain.jobs import (
     FilesDown,
     Job,
     JobAttributes,
+    UpdateOutcome,
     apply_status_update,
     end_of_job_email,
     check_environment,
@@ -34,6 +36,7 @@ log = structlog.get_logger(__name__)
 
 MAX_JOB_ID = 2**63 - 1
 MAX_PAGE = 1000
+CAS_ATTEMPTS = 5
 
 
 def _check_job_id(job_id: int) -> int:
@@ -83,11 +86,10 @@ class JobService:
             hardware=command.hardware,
             date_created=self._clock.now(),
         )
-        files_down = self._files_down(principal.user_id, selections)
-        async with self._store.unit_of_work() as uow:  # the job and its outbox entry: one transaction
-            job = await uow.add(job)
-            payload = build_worker_request(job, entrypoint, files_down, self._paths_upload(job))
-            await uow.enqueue_dispatch(job.id, payload, job.date_created)  # type: ignore[arg-type]
+        payload = build_worker_request(
+            job, entrypoint, self._files_down(principal.user_id, selections), self._paths_upload(job)
+        )
+        job = await self._store.add_with_dispatch(job, payload)  # the job and its outbox entry, at once
         self._dispatch_now()
         log.info("job.created", job_id=job.id, user_id=job.user_id, job_name=job.job_name)
         return JobView.of(job)
@@ -100,8 +102,7 @@ class JobService:
             raise InvalidRequest("offset must be 0 or more")
         if not 1 <= limit <= MAX_PAGE:
             raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}")
-        async with self._store.unit_of_work() as uow:
-            jobs = await uow.list_for_user(principal.user_id, offset=offset, limit=limit)
+        jobs = await self._store.list_for_user(principal.user_id, offset=offset, limit=limit)
         return [JobView.of(job) for job in jobs]
 
     async def delete(self, principal: Principal, job_id: int) -> None:
@@ -120,13 +121,7 @@ class JobService:
     async def apply_status_update(self, update: StatusUpdate) -> StatusView:
         """Apply an update from the worker-facing API; the owner is emailed once on finished/error."""
         _check_job_id(update.job_id)
-        async with self._store.unit_of_work() as uow:
-            job = await uow.get(update.job_id, for_update=True)
-            if job is None:
-                raise NotFound(f"job {update.job_id} not found")
-            outcome = apply_status_update(job, update.status, update.runtime_details, self._clock.now())
-            if outcome.applied:
-                await uow.save(job)
+        job, outcome = await self._apply(update)
         if outcome.stale:
             log.info(
                 "job.status_ignored",
@@ -140,10 +135,30 @@ class JobService:
             await self._email.send(job.user_email, *end_of_job_email(job))
         return StatusView(job_id=update.job_id, status=job.status)
 
+    async def _apply(self, update: StatusUpdate) -> tuple[Job, UpdateOutcome]:
+        """Read, apply, and compare-and-set: one read for a keep-alive, a read and a write for a
+        change, and no lock held across them. Updates of one job racing each other retry; after
+        `CAS_ATTEMPTS` lost races the job is locked instead, so every update lands."""
+        for _ in range(CAS_ATTEMPTS):
+            job = await self._store.get(update.job_id)
+            if job is None:
+                raise NotFound(f"job {update.job_id} not found")
+            before = msgspec.structs.replace(job)
+            outcome = apply_status_update(job, update.status, update.runtime_details, self._clock.now())
+            if not outcome.applied or await self._store.replace_status(before, job):
+                return job, outcome
+        async with self._store.unit_of_work() as uow:
+            job = await uow.get(update.job_id, for_update=True)
+            if job is None:
+                raise NotFound(f"job {update.job_id} not found")
+            outcome = apply_status_update(job, update.status, update.runtime_details, self._clock.now())
+            if outcome.applied:
+                await uow.save(job)
+        return job, outcome
+
     async def _owned(self, principal: Principal, job_id: int) -> Job:
         _check_job_id(job_id)
-        async with self._store.unit_of_work() as uow:
-            job = await uow.get(job_id)
+        job = await self._store.get(job_id)
         if job is None or job.user_id != principal.user_id:
             raise NotFound(f"job {job_id} not found")
         return job

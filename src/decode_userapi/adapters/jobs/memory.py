@@ -104,6 +104,10 @@ class InMemoryJobUnitOfWork:
         self.jobs[job_id] = msgspec.structs.replace(self.jobs[job_id], dispatch=state)
 
 
+def _status_fields(job: Job) -> tuple[Any, ...]:
+    return job.status, job.date_started, job.date_finished, job.runtime_details
+
+
 class _Outbox(msgspec.Struct, frozen=True):
     payload: dict[str, Any]
     lease_until: datetime | None
@@ -128,6 +132,28 @@ class InMemoryJobStore:
             uow = InMemoryJobUnitOfWork(dict(self._jobs), self._next_id, dict(self._outbox))
             yield uow  # an exception here discards the working copy: rollback
             self._jobs, self._next_id, self._outbox = uow.jobs, uow.next_id, uow.outbox
+
+    async def get(self, job_id: int) -> Job | None:
+        async with self.unit_of_work() as uow:
+            return await uow.get(job_id)
+
+    async def list_for_user(self, user_id: str, *, offset: int, limit: int) -> list[Job]:
+        async with self.unit_of_work() as uow:
+            return await uow.list_for_user(user_id, offset=offset, limit=limit)
+
+    async def add_with_dispatch(self, job: Job, payload: dict[str, Any]) -> Job:
+        async with self.unit_of_work() as uow:
+            added = await uow.add(job)
+            await uow.enqueue_dispatch(added.id, payload, job.date_created)  # type: ignore[arg-type]
+            return await uow.get(added.id)  # type: ignore[arg-type,return-value]
+
+    async def replace_status(self, before: Job, after: Job) -> bool:
+        async with self.unit_of_work() as uow:
+            current = await uow.get(after.id)  # type: ignore[arg-type]
+            if current is None or _status_fields(current) != _status_fields(_stored(before)):
+                return False
+            await uow.save(after)
+            return True
 
     async def stats(self) -> JobStats:
         by_status: dict[str, int] = {}

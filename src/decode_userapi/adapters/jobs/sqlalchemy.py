@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
-from sqlalchemy import Row, delete, func, or_, select, update
+from sqlalchemy import JSON, Select, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from decode_userapi.adapters.sql import Database, execute, jobs_table
@@ -25,9 +25,15 @@ from decode_userapi.domain.jobs import (
 from decode_userapi.ports.jobs import JobStats, PendingDispatch
 
 
-def _job_columns() -> list[Any]:
-    """Every column but the outbox payload, which only the dispatcher reads."""
-    return [c for c in jobs_table.c if c.name != "dispatch_payload"]
+_c = jobs_table.c
+# Every column but the outbox's bookkeeping, which only the dispatcher reads; in the order
+# `job_from_row` unpacks them (by position: several times cheaper than by name).
+_JOB_COLUMNS = (
+    _c.id, _c.user_id, _c.user_email, _c.job_name, _c.environment, _c.priority,
+    _c.application, _c.version, _c.entrypoint, _c.attributes, _c.hardware, _c.status,
+    _c.date_created, _c.date_started, _c.date_finished, _c.runtime_details,
+    _c.dispatch_status, _c.dispatch_attempts, _c.dispatch_error, _c.dispatch_next_at,
+)
 
 
 def job_to_row(job: Job) -> dict[str, Any]:
@@ -51,28 +57,65 @@ def job_to_row(job: Job) -> dict[str, Any]:
     }
 
 
-def job_from_row(row: Row[Any]) -> Job:
+T = TypeVar("T")
+_STATUSES = {s.value: s for s in JobStatus}  # a dict lookup is several times cheaper than JobStatus(v)
+_DISPATCH_STATUSES = {s.value: s for s in DispatchStatus}
+_STATUS_COLUMNS = ("status", "date_started", "date_finished", "runtime_details")
+
+
+# `_JOB_COLUMNS` for `Database.fetch` on PostgreSQL; JSON columns as text, which msgspec decodes
+# straight into their Structs (the driver's own JSON decoding would build dicts first).
+_SELECT_JOBS = "SELECT " + ", ".join(
+    f"{c.name}::text" if isinstance(c.type, JSON) else c.name for c in _JOB_COLUMNS
+) + " FROM jobs"
+_GET_SQL = f"{_SELECT_JOBS} WHERE id = $1"
+_LIST_SQL = f"{_SELECT_JOBS} WHERE user_id = $1 ORDER BY date_created DESC, id DESC OFFSET $2 LIMIT $3"
+
+
+def _struct(value: Any, kind: type[T]) -> T:
+    """A JSON column's value as `kind`: text (read with `Database.fetch`) or decoded by SQLAlchemy."""
+    return msgspec.json.decode(value, type=kind) if isinstance(value, str) else msgspec.convert(value, kind)
+
+
+def job_from_row(row: Sequence[Any]) -> Job:
+    """A `Job` from a row of `_JOB_COLUMNS`. Runs once per listed job: kept lean on purpose."""
+    (
+        job_id, user_id, user_email, job_name, environment, priority,
+        application, version, entrypoint, attributes, hardware, status,
+        date_created, date_started, date_finished, runtime_details,
+        dispatch_status, dispatch_attempts, dispatch_error, dispatch_next_at,
+    ) = row
     return Job(
-        id=row.id,
-        user_id=row.user_id,
-        user_email=row.user_email,
-        job_name=row.job_name,
-        environment=row.environment,
-        priority=row.priority,
-        application=ApplicationSpec(application=row.application, version=row.version, entrypoint=row.entrypoint),
-        attributes=msgspec.convert(row.attributes, JobAttributes),
-        hardware=None if row.hardware is None else msgspec.convert(row.hardware, HardwareSpec),
-        status=JobStatus(row.status),
-        date_created=row.date_created,
-        date_started=row.date_started,
-        date_finished=row.date_finished,
-        runtime_details=row.runtime_details,
-        dispatch=DispatchState(
-            status=DispatchStatus(row.dispatch_status),
-            attempts=row.dispatch_attempts,
-            last_error=row.dispatch_error,
-            next_attempt_at=row.dispatch_next_at,
-        ),
+        id=job_id,
+        user_id=user_id,
+        user_email=user_email,
+        job_name=job_name,
+        environment=environment,
+        priority=priority,
+        application=ApplicationSpec(application, version, entrypoint),
+        attributes=_struct(attributes, JobAttributes),
+        hardware=None if hardware is None else _struct(hardware, HardwareSpec),
+        status=_STATUSES[status],
+        date_created=date_created,
+        date_started=date_started,
+        date_finished=date_finished,
+        runtime_details=runtime_details,
+        dispatch=DispatchState(_DISPATCH_STATUSES[dispatch_status], dispatch_attempts, dispatch_error, dispatch_next_at),
+    )
+
+
+def _get_statement(job_id: int) -> Select[Any]:
+    return select(*_JOB_COLUMNS).where(jobs_table.c.id == job_id)
+
+
+def _list_statement(user_id: str, *, offset: int, limit: int) -> Select[Any]:
+    """Served by the index (user_id, date_created DESC, id DESC)."""
+    return (
+        select(*_JOB_COLUMNS)
+        .where(jobs_table.c.user_id == user_id)
+        .order_by(jobs_table.c.date_created.desc(), jobs_table.c.id.desc())
+        .offset(offset)
+        .limit(limit)
     )
 
 
@@ -91,20 +134,14 @@ class SqlJobUnitOfWork:
         return msgspec.structs.replace(job, id=job_id)
 
     async def get(self, job_id: int, *, for_update: bool = False) -> Job | None:
-        statement = select(*_job_columns()).where(jobs_table.c.id == job_id)
+        statement = _get_statement(job_id)
         if for_update:
             statement = statement.with_for_update()  # PostgreSQL; SQLite locks the whole database anyway
         row = (await execute(self._connection, statement)).one_or_none()
         return None if row is None else job_from_row(row)
 
     async def list_for_user(self, user_id: str, *, offset: int, limit: int) -> list[Job]:
-        statement = (
-            select(*_job_columns())
-            .where(jobs_table.c.user_id == user_id)
-            .order_by(jobs_table.c.date_created.desc(), jobs_table.c.id.desc())
-            .offset(offset)
-            .limit(limit)
-        )
+        statement = _list_statement(user_id, offset=offset, limit=limit)
         return [job_from_row(row) for row in await execute(self._connection, statement)]
 
     async def save(self, job: Job) -> None:
@@ -185,6 +222,45 @@ class SqlJobStore:
     async def unit_of_work(self) -> AsyncIterator[SqlJobUnitOfWork]:
         async with self._database.transaction() as connection:
             yield SqlJobUnitOfWork(self._database, connection)
+
+    async def get(self, job_id: int) -> Job | None:
+        rows = await self._database.fetch(_GET_SQL, (job_id,), lambda: _get_statement(job_id))
+        return job_from_row(rows[0]) if rows else None
+
+    async def list_for_user(self, user_id: str, *, offset: int, limit: int) -> list[Job]:
+        rows = await self._database.fetch(
+            _LIST_SQL,
+            (user_id, offset, limit),
+            lambda: _list_statement(user_id, offset=offset, limit=limit),
+        )
+        return [job_from_row(row) for row in rows]
+
+    async def add_with_dispatch(self, job: Job, payload: dict[str, Any]) -> Job:
+        dispatch = DispatchState(next_attempt_at=job.date_created)
+        values = {
+            **job_to_row(job),
+            "dispatch_status": dispatch.status.value,
+            "dispatch_attempts": dispatch.attempts,
+            "dispatch_next_at": dispatch.next_attempt_at,
+            "dispatch_payload": payload,
+        }
+        statement = self._database.insert_or_ignore(jobs_table, values, "user_id", "job_name")
+        async with self._database.autocommit() as connection:  # one INSERT: atomic by itself
+            job_id = (await execute(connection, statement.returning(jobs_table.c.id))).scalar_one_or_none()
+        if job_id is None:
+            raise JobNameTaken(f"you already have a job named {job.job_name!r}")
+        return msgspec.structs.replace(job, id=job_id, dispatch=dispatch)
+
+    async def replace_status(self, before: Job, after: Job) -> bool:
+        c = jobs_table.c
+        old, new = job_to_row(before), job_to_row(after)
+        statement = (
+            update(jobs_table)
+            .where(c.id == after.id, *(c[name].is_not_distinct_from(old[name]) for name in _STATUS_COLUMNS))
+            .values({name: new[name] for name in _STATUS_COLUMNS})
+        )
+        async with self._database.autocommit() as connection:
+            return (await execute(connection, statement)).rowcount == 1
 
     async def stats(self) -> JobStats:
         c = jobs_table.c
