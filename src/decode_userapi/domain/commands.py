@@ -44,7 +44,7 @@ class StatusView(msgspec.Struct):
     status: JobStatus
 
 
-class JobView(msgspec.Struct, kw_only=True):
+class JobView(msgspec.Struct, kw_only=True, gc=False):  # see domain.jobs on gc=False
     id: int
     job_name: str
     user_id: str

@@ -49,24 +49,29 @@ MAX_INPUTS = 1000
 _JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+\-]*")
 
 
-class ApplicationSpec(msgspec.Struct):
+# The job Structs are `gc=False`: they hold only strings, numbers, datetimes and plain containers,
+# so they can never be part of a reference cycle, and a page of 100 jobs (about 1,000 objects) no
+# longer triggers garbage collections that walk the whole heap (measured: a quarter of a listing's CPU).
+
+
+class ApplicationSpec(msgspec.Struct, gc=False):
     application: str
     version: str
     entrypoint: str
 
 
-class FilesDown(msgspec.Struct):
+class FilesDown(msgspec.Struct, gc=False):
     config_id: str | None = None
     data_ids: list[str] = []
     artifact_ids: list[str] = []
 
 
-class JobAttributes(msgspec.Struct):
+class JobAttributes(msgspec.Struct, gc=False):
     files_down: FilesDown = msgspec.field(default_factory=FilesDown)
     env_vars: dict[str, str] = {}
 
 
-class HardwareSpec(msgspec.Struct):
+class HardwareSpec(msgspec.Struct, gc=False):
     cpu_cores: int | None = None
     memory: int | None = None
     gpu_model: str | None = None
@@ -74,7 +79,7 @@ class HardwareSpec(msgspec.Struct):
     gpu_mem: int | None = None
 
 
-class PathsOut(msgspec.Struct):
+class PathsOut(msgspec.Struct, gc=False):
     output: str
     log: str
     artifact: str
@@ -114,14 +119,14 @@ class DispatchStatus(str, enum.Enum):
     failed = "failed"  # refused for good, or not accepted before the retry window closed
 
 
-class DispatchState(msgspec.Struct):
+class DispatchState(msgspec.Struct, gc=False):
     status: DispatchStatus = DispatchStatus.pending
     attempts: int = 0
     last_error: str | None = None
     next_attempt_at: datetime | None = None
 
 
-class Job(msgspec.Struct, kw_only=True):
+class Job(msgspec.Struct, kw_only=True, gc=False):
     """A job as recorded. `id` is None until the store assigns one."""
 
     id: int | None = None

@@ -46,9 +46,10 @@ def _serve(args: argparse.Namespace) -> int:
         app: object = "decode_userapi.entrypoints.http.app:app_from_env"
     else:
         from decode_userapi.container import build_services
-        from decode_userapi.entrypoints.http.app import create_app
+        from decode_userapi.entrypoints.http.app import create_app, settle_heap
 
         app = create_app(build_services(settings))
+        settle_heap()
     # SIGTERM: stop accepting, finish the requests and the dispatch under way (up to 30 s), then exit.
     uvicorn.run(
         app,  # type: ignore[arg-type]

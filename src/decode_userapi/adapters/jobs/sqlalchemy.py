@@ -69,7 +69,29 @@ _SELECT_JOBS = "SELECT " + ", ".join(
     f"{c.name}::text" if isinstance(c.type, JSON) else c.name for c in _JOB_COLUMNS
 ) + " FROM jobs"
 _GET_SQL = f"{_SELECT_JOBS} WHERE id = $1"
+_INSERT_COLUMNS = (
+    "user_id", "user_email", "job_name", "environment", "priority", "application", "version", "entrypoint",
+    "attributes", "hardware", "status", "date_created", "date_started", "date_finished", "runtime_details",
+    "dispatch_status", "dispatch_attempts", "dispatch_next_at", "dispatch_payload",
+)
+_INSERT_SQL = (
+    f"INSERT INTO jobs ({', '.join(_INSERT_COLUMNS)}) VALUES ("
+    + ", ".join(f"${i}::text::json" if isinstance(_c[n].type, JSON) else f"${i}" for i, n in enumerate(_INSERT_COLUMNS, 1))
+    + ") ON CONFLICT (user_id, job_name) DO NOTHING RETURNING id"
+)
+_REPLACE_STATUS_SQL = (  # compare and set: $1-$4 the new values, $5 the id, $6-$9 the expected ones
+    "UPDATE jobs SET status = $1, date_started = $2, date_finished = $3, runtime_details = $4 "
+    "WHERE id = $5 AND status = $6 AND date_started IS NOT DISTINCT FROM $7 "
+    "AND date_finished IS NOT DISTINCT FROM $8 AND runtime_details IS NOT DISTINCT FROM $9 RETURNING id"
+)
 _LIST_SQL = f"{_SELECT_JOBS} WHERE user_id = $1 ORDER BY date_created DESC, id DESC OFFSET $2 LIMIT $3"
+
+
+def _text_if_json(name: str, value: Any) -> Any:
+    """A parameter for `_INSERT_SQL`: JSON columns are sent as text."""
+    if value is None or not isinstance(_c[name].type, JSON):
+        return value
+    return msgspec.json.encode(value).decode()
 
 
 def _struct(value: Any, kind: type[T]) -> T:
@@ -244,23 +266,28 @@ class SqlJobStore:
             "dispatch_next_at": dispatch.next_attempt_at,
             "dispatch_payload": payload,
         }
-        statement = self._database.insert_or_ignore(jobs_table, values, "user_id", "job_name")
-        async with self._database.autocommit() as connection:  # one INSERT: atomic by itself
-            job_id = (await execute(connection, statement.returning(jobs_table.c.id))).scalar_one_or_none()
-        if job_id is None:
+        rows = await self._database.fetch(  # one INSERT: atomic by itself
+            _INSERT_SQL,
+            [_text_if_json(name, values[name]) for name in _INSERT_COLUMNS],
+            lambda: self._database.insert_or_ignore(jobs_table, values, "user_id", "job_name").returning(_c.id),
+        )
+        if not rows:
             raise JobNameTaken(f"you already have a job named {job.job_name!r}")
-        return msgspec.structs.replace(job, id=job_id, dispatch=dispatch)
+        return msgspec.structs.replace(job, id=rows[0][0], dispatch=dispatch)
 
     async def replace_status(self, before: Job, after: Job) -> bool:
-        c = jobs_table.c
         old, new = job_to_row(before), job_to_row(after)
-        statement = (
-            update(jobs_table)
-            .where(c.id == after.id, *(c[name].is_not_distinct_from(old[name]) for name in _STATUS_COLUMNS))
-            .values({name: new[name] for name in _STATUS_COLUMNS})
-        )
-        async with self._database.autocommit() as connection:
-            return (await execute(connection, statement)).rowcount == 1
+
+        def statement() -> Any:
+            return (
+                update(jobs_table)
+                .where(_c.id == after.id, *(_c[n].is_not_distinct_from(old[n]) for n in _STATUS_COLUMNS))
+                .values({n: new[n] for n in _STATUS_COLUMNS})
+                .returning(_c.id)
+            )
+
+        args = [*(new[n] for n in _STATUS_COLUMNS), after.id, *(old[n] for n in _STATUS_COLUMNS)]
+        return bool(await self._database.fetch(_REPLACE_STATUS_SQL, args, statement))
 
     async def stats(self) -> JobStats:
         c = jobs_table.c
