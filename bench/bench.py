@@ -32,6 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 
+import pyspy
 import scenarios
 import seed
 from proc import MachineLoad, Processes, free_port, wait_http_ok
@@ -138,6 +139,7 @@ class Bench:
         default_results = BENCH_DIR / "results" / ("quick.md" if quick else "latest.md")
         self.results = Path(os.environ.get("BENCH_RESULTS") or default_results)
         self.keep = os.environ.get("BENCH_KEEP") == "1"
+        self.profile_dir = pyspy.profile_dir(self.results)
 
         self.tmp = Path(tempfile.mkdtemp(prefix="decode-bench-", dir=os.environ.get("BENCH_TMPDIR") or None))
         self.procs = Processes(self.tmp)
@@ -575,8 +577,10 @@ def main() -> int:
         bench.setup()
         bench.seed()
         bench.measure_ceilings()
+        only = {n.strip() for n in (os.environ.get("BENCH_ONLY") or "").split(",") if n.strip()}
         for scenario in scenarios.SCENARIOS:
-            bench.run_scenario(scenario)
+            if not only or scenario.__name__ in only:
+                bench.run_scenario(scenario)
         code = 1 if bench.failed else 0
     except TimeLimit as e:
         bench.findings.append(f"stopped: {e}")

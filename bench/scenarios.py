@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from pyspy import Profiler
 from proc import RssSampler, cpu_seconds
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ class WrkResult:
 
 
 def run_wrk(b: Bench, name: str, path: str, *, seconds: float, port: int | None = None, pid: int | None = None,
-            lua: str | None = None, env: dict[str, str] | None = None, headers: tuple[str, ...] = ()) -> WrkResult:
+            profile_pid: int | None = None, lua: str | None = None, env: dict[str, str] | None = None, headers: tuple[str, ...] = ()) -> WrkResult:
     """wrk on the load core: 1 thread, `b.connections` connections, `seconds` long. With `pid`, the
     CPU that process spent during the run, per completed request."""
     script = b.tmp / f"wrk-{name}.lua"
@@ -79,8 +80,9 @@ def run_wrk(b: Bench, name: str, path: str, *, seconds: float, port: int | None 
         argv += ["-H", header]
     argv.append(f"http://127.0.0.1:{port or b.service.port}{path}")
     before = cpu_seconds(pid) if pid else 0.0
-    done = subprocess.run(argv, env={**b.base_env, **(env or {}), "BENCH_WRK_OUT": str(out)},
-                          capture_output=True, text=True, timeout=seconds + 60)
+    with Profiler(b.profile_dir, name, pid or profile_pid, b.load_cpu):
+        done = subprocess.run(argv, env={**b.base_env, **(env or {}), "BENCH_WRK_OUT": str(out)},
+                              capture_output=True, text=True, timeout=seconds + 60)
     after = cpu_seconds(pid) if pid else 0.0
     (b.tmp / f"wrk-{name}.txt").write_text(done.stdout + done.stderr)
     if done.returncode != 0 or not out.exists():
@@ -182,7 +184,7 @@ def job_submission(b: Bench) -> Row:
     row = Row("POST /jobs (fast fake worker-facing API)", "≥ 1,000 req/s; 0 lost, 0 phantom", "244 req/s")
     pid = b.service.pid
     cpu_before = cpu_seconds(pid)
-    result = run_wrk(b, "submit", "/jobs", seconds=b.seconds, lua="submit.lua",
+    result = run_wrk(b, "submit", "/jobs", seconds=b.seconds, lua="submit.lua", profile_pid=pid,
                      env={"BENCH_TOKEN": user.token, "BENCH_RUN": run})
     stopped = time.monotonic()
 
@@ -290,7 +292,7 @@ def upload(b: Bench) -> Row:
     response = b.tmp / "upload-response.json"
     row = Row(f"direct upload, {size / MiB:,.0f} MiB (multipart, curl)", "≥ 600 MiB/s; RSS < +50 MiB", "256 MiB/s; +3 MiB")
     cpu_before = cpu_seconds(b.service.pid)
-    with RssSampler(b.service.pid) as rss:
+    with RssSampler(b.service.pid) as rss, Profiler(b.profile_dir, "upload", b.service.pid, b.load_cpu):
         code, total, sent = _curl(b, [
             "-o", str(response), "-w", "%{http_code} %{time_total} %{size_upload}", "-H", "Expect:",
             "-H", f"Authorization: Bearer {user.token}",
@@ -344,7 +346,7 @@ def zip_download(b: Bench) -> Row:
     first_byte = _first_body_byte(b, path, user.token)
     time.sleep(0.5)  # let the abandoned stream be torn down before measuring memory
     cpu_before = cpu_seconds(b.service.pid)
-    with RssSampler(b.service.pid) as rss:
+    with RssSampler(b.service.pid) as rss, Profiler(b.profile_dir, "zip", b.service.pid, b.load_cpu):
         code, headers_at, total, size = _curl(b, [
             "-o", str(target), "-w", "%{http_code} %{time_starttransfer} %{time_total} %{size_download}",
             "-H", f"Authorization: Bearer {user.token}", f"{b.service.url}{path}",
