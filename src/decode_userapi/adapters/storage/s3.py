@@ -132,6 +132,9 @@ class S3FileStorage:
         except BotoCoreError as e:
             await stack.aclose()
             raise StorageUnavailable(f"cannot set up the S3 client: {e}") from e
+        # botocore reads the paginator's model from disk at first use (a listdir and stats over
+        # every AWS service it knows): do it now, off the event loop, rather than in a request.
+        await asyncio.to_thread(self._client.get_paginator, "list_objects_v2")
         self._stack = stack
 
     async def aclose(self) -> None:
