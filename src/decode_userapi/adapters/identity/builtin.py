@@ -14,7 +14,7 @@ from typing import Any
 
 import jwt
 
-from decode_userapi.adapters.identity.claims import principal_from_id_claims
+from decode_userapi.adapters.identity.claims import VerifiedTokens, principal_from_id_claims
 from decode_userapi.domain.errors import (
     InvalidPath,
     InvalidRequest,
@@ -111,6 +111,7 @@ class BuiltinIdentityProvider:
         self._key_file = Path(key_file) if key_file else None
         self._ttl = token_ttl
         self._token_url = token_url
+        self._verified = VerifiedTokens()
 
     async def start(self) -> None:
         if self._key is None and self._key_file is not None:
@@ -144,6 +145,8 @@ class BuiltinIdentityProvider:
         return jwt.encode(claims, self._signing_key(), algorithm=ALGORITHM)
 
     async def authenticate(self, token: str) -> Principal:
+        if (known := self._verified.get(token)) is not None:
+            return known
         try:
             claims = jwt.decode(
                 token,
@@ -158,7 +161,7 @@ class BuiltinIdentityProvider:
             raise Unauthenticated("the token has expired") from e
         except jwt.PyJWTError as e:
             raise Unauthenticated("the token is not valid") from e
-        return principal_from_id_claims(claims, "username")
+        return self._verified.put(token, principal_from_id_claims(claims, "username"), claims)
 
     async def register(self, username: str, password: str, groups: list[str]) -> Principal:
         try:

@@ -17,7 +17,7 @@ import structlog
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-from decode_userapi.adapters.identity.claims import principal_from_id_claims
+from decode_userapi.adapters.identity.claims import VerifiedTokens, principal_from_id_claims
 from decode_userapi.domain.errors import (
     DependencyUnavailable,
     InvalidPath,
@@ -98,6 +98,7 @@ class CognitoIdentityProvider:
         self._refresh_interval = jwks_refresh_interval
         self._transport = transport
         self._http: httpx.AsyncClient | None = None
+        self._verified = VerifiedTokens()
         self._stack: AsyncExitStack | None = None
         self._cognito: Any = None
         self._keys: dict[str, jwt.PyJWK] = {}
@@ -142,6 +143,8 @@ class CognitoIdentityProvider:
     # --- tokens ----------------------------------------------------------------------------------
 
     async def authenticate(self, token: str) -> Principal:
+        if (known := self._verified.get(token)) is not None:
+            return known
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as e:
@@ -166,7 +169,7 @@ class CognitoIdentityProvider:
             raise Unauthenticated("the token has expired") from e
         except jwt.PyJWTError as e:
             raise Unauthenticated("the token is not valid") from e
-        return principal_from_id_claims(claims, "cognito:username")
+        return self._verified.put(token, principal_from_id_claims(claims, "cognito:username"), claims)
 
     async def _signing_key(self, kid: str) -> jwt.PyJWK:
         key = self._keys.get(kid)
