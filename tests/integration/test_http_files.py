@@ -45,6 +45,15 @@ async def test_upload_list_download(client, alice):
     assert r.headers["content-disposition"] == "attachment; filename=frames.tif"
 
 
+async def test_listing_is_in_the_order_of_the_paths(client, alice):
+    # " ", "-" and "." sort before the "/" that ends a folder's path.
+    for folder, name in (("data/a", "x"), ("data", "a b"), ("data/a-b", "y"), ("data", "a.txt")):
+        assert (await upload(client, alice, folder, name, b"1")).status_code == 201
+    r = await client.get("/files/data/?recursive=true", headers=alice.headers)
+    paths = ["data/a b", "data/a-b/", "data/a-b/y", "data/a.txt", "data/a/", "data/a/x"]
+    assert [f["path"] for f in r.json()] == paths
+
+
 async def test_list_errors(client, alice):
     await upload(client, alice, "data", "a.txt", b"a")
     assert (await client.get("/files/data/missing/", headers=alice.headers)).status_code == 404

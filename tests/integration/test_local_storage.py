@@ -171,3 +171,35 @@ async def test_failed_write_removes_its_temporary_file(storage: LocalFileStorage
     with pytest.raises(RuntimeError):
         await storage.write("alice", P("data/f"), failing())
     assert os.listdir(storage.root / "alice" / "data") == []
+
+
+async def test_listing_comes_in_the_order_of_the_parts(storage: LocalFileStorage) -> None:
+    # Each folder is sorted on its own and followed by its contents; with names that sort before
+    # "/" (space, "-", "."), that order is not the order of the strings.
+    for name in ("data/a/x", "data/a b", "data/a-b/y", "data/a.txt", "data/b"):
+        await storage.write("alice", P(name), stream(b"1"))
+    listed = await storage.list("alice", P("data/"), recursive=True)
+    assert [e.path.parts for e in listed] == sorted(e.path.parts for e in listed)
+    assert [str(e.path) for e in listed] == [
+        "data/a/", "data/a/x", "data/a b", "data/a-b/", "data/a-b/y", "data/a.txt", "data/b",
+    ]
+
+
+@pytest.mark.parametrize("batch", [1, 5, 1 << 20])
+async def test_writes_gather_chunks_into_batches(tmp_path: Path, batch: int) -> None:
+    storage = LocalFileStorage(tmp_path, write_batch=batch)
+    chunks = [bytes([i]) * (i % 7) for i in range(200)]
+    entry = await storage.write("alice", P("data/f"), stream(*chunks))
+    assert entry.size == sum(map(len, chunks))
+    assert (tmp_path / "alice" / "data" / "f").read_bytes() == b"".join(chunks)
+
+
+async def test_a_reused_write_buffer_is_copied(tmp_path: Path) -> None:
+    async def reusing() -> AsyncIterator[bytes]:
+        buffer = bytearray(3)
+        for i in range(4):
+            buffer[:] = bytes([i]) * 3
+            yield buffer  # type: ignore[misc]  # a producer that refills one buffer
+
+    await LocalFileStorage(tmp_path).write("alice", P("data/f"), reusing())
+    assert (tmp_path / "alice" / "data" / "f").read_bytes() == b"\0\0\0\1\1\1\2\2\2\3\3\3"

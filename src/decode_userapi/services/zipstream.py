@@ -15,6 +15,8 @@ class _Sink:
         self._written = 0
 
     def write(self, data: bytes) -> int:
+        # zipfile hands over the very chunks we gave it: `bytes(data)` returns those as they are and
+        # copies only a mutable buffer (whose owner may refill it).
         self._parts.append(bytes(data))
         self._written += len(data)
         return len(data)

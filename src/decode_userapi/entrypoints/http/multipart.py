@@ -1,7 +1,8 @@
 """Streaming multipart/form-data: the `file` field's bytes go to storage as they arrive.
 
-Nothing is buffered beyond one network chunk; the size limit is enforced while streaming, so an
-oversized upload is refused (413) and the storage adapter removes what it had started to write.
+Nothing is buffered here beyond one network chunk (storage adapters may gather about 1 MiB into one
+write); the size limit is enforced while streaming, so an oversized upload is refused (413) and the
+storage adapter removes what it had started to write.
 """
 
 from __future__ import annotations
