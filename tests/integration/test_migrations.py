@@ -4,6 +4,8 @@ PostgreSQL, run safely from several processes at once, and adopt databases made 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from sqlalchemy.engine import Connection, make_url
 
 from decode_userapi.adapters.sql import (
     ADOPTED_REVISION,
+    HEAD_REVISION,
     MIGRATION_LOCK_KEY,
     Database,
     SchemaNotCurrent,
@@ -27,6 +30,29 @@ from decode_userapi.adapters.sql import (
     users_table,
 )
 from decode_userapi.entrypoints import cli
+
+
+def test_the_head_revision_constant_is_alembics_head() -> None:
+    """Start-up skips Alembic when the schema is at HEAD_REVISION: a new migration must bump it."""
+    assert HEAD_REVISION == head_revision()
+
+
+def test_a_start_at_head_does_not_load_alembic(tmp_path) -> None:
+    """Alembic is half a second of start-up: a database already at head starts without it."""
+    code = f"""
+import asyncio, sys
+from decode_userapi.adapters.sql import Database
+async def main():
+    url = "sqlite:///{tmp_path}/db.sqlite"
+    first = Database(url); await first.start(); await first.aclose()
+    for name in [m for m in sys.modules if m == "alembic" or m.startswith("alembic.")]:
+        del sys.modules[name]
+    again = Database(url); await again.start(); await again.aclose()
+    print("alembic" in sys.modules)
+asyncio.run(main())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
 
 
 async def run(database: Database, fn: Callable[[Connection], Any]) -> Any:

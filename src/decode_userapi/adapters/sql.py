@@ -18,16 +18,11 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import msgspec
 import structlog
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -56,6 +51,10 @@ from sqlalchemy.types import TypeDecorator
 
 from decode_userapi.domain.errors import StoreUnavailable
 
+if TYPE_CHECKING:  # Alembic is imported only to migrate: it is half a second of every start-up
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
 log = structlog.get_logger(__name__)
 
 _DIALECT_INSERTS = {"postgresql": pg_insert, "sqlite": sqlite_insert}
@@ -64,6 +63,9 @@ _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncp
 # resources (too many connections), operator intervention (shutting down, starting up).
 _UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+# The newest migration (tests/integration/test_migrations.py checks it is Alembic's head): a
+# database already there starts without loading Alembic.
+HEAD_REVISION = "0002"
 # The revision whose schema `metadata.create_all` made before the migrations existed.
 ADOPTED_REVISION = "0001"
 # The key of the PostgreSQL advisory lock that serialises migrations across processes ("decodeua").
@@ -243,6 +245,8 @@ _ADOPTED_TABLES = frozenset({"jobs", "users"})
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """Alembic's configuration, built in code (there is no alembic.ini): our migrations, on `connection`."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
     config.attributes["connection"] = connection
@@ -251,6 +255,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 def head_revision() -> str:
     """The newest revision of the migrations shipped with this version of decode-userapi."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     if head is None:
         raise RuntimeError(f"no migrations found in {MIGRATIONS_DIR}")
@@ -258,6 +264,8 @@ def head_revision() -> str:
 
 
 def _is_known(script: ScriptDirectory, revision: str) -> bool:
+    from alembic.util import CommandError
+
     try:
         script.get_revision(revision)
     except CommandError:
@@ -273,11 +281,17 @@ def _unknown_revision(revision: str) -> SchemaNotCurrent:
 
 
 def _current_revision(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
+    """The revision in Alembic's `alembic_version` table, read without Alembic; None if none."""
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def _upgrade(connection: Connection) -> tuple[str | None, str | None]:
     """Upgrade to head on `connection`, adopting a database made by `create_all`; (before, after)."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
     config = alembic_config(connection)
     before = _current_revision(connection)
     if before is not None and not _is_known(ScriptDirectory.from_config(config), before):
@@ -359,6 +373,9 @@ class Database:
         async with self._start_lock:
             if self._started:
                 return
+            if await self.schema_revision() == HEAD_REVISION:  # the usual start: nothing to do
+                self._started = True
+                return
             if self.migrate_on_start:
                 await self.migrate()
             else:
@@ -396,6 +413,8 @@ class Database:
         revision, head = await self.schema_revision(), head_revision()
         if revision == head:
             return
+        from alembic.script import ScriptDirectory
+
         if revision is not None and not _is_known(ScriptDirectory.from_config(alembic_config()), revision):
             raise _unknown_revision(revision)
         found = "has no schema revision (empty, or made before migrations)" if revision is None else f"is at {revision}"
