@@ -11,7 +11,7 @@ import msgspec
 from sqlalchemy import JSON, Select, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from decode_userapi.adapters.sql import Database, execute, jobs_table
+from decode_userapi.adapters.sql import Database, execute, jobs_table, json_text
 from decode_userapi.domain.errors import JobNameTaken, NotFound
 from decode_userapi.domain.jobs import (
     ApplicationSpec,
@@ -91,7 +91,7 @@ def _text_if_json(name: str, value: Any) -> Any:
     """A parameter for `_INSERT_SQL`: JSON columns are sent as text."""
     if value is None or not isinstance(_c[name].type, JSON):
         return value
-    return msgspec.json.encode(value).decode()
+    return json_text(value)
 
 
 def _struct(value: Any, kind: type[T]) -> T:
@@ -127,15 +127,15 @@ def job_from_row(row: Sequence[Any]) -> Job:
 
 
 def _get_statement(job_id: int) -> Select[Any]:
-    return select(*_JOB_COLUMNS).where(jobs_table.c.id == job_id)
+    return select(*_JOB_COLUMNS).where(_c.id == job_id)
 
 
 def _list_statement(user_id: str, *, offset: int, limit: int) -> Select[Any]:
     """Served by the index (user_id, date_created DESC, id DESC)."""
     return (
         select(*_JOB_COLUMNS)
-        .where(jobs_table.c.user_id == user_id)
-        .order_by(jobs_table.c.date_created.desc(), jobs_table.c.id.desc())
+        .where(_c.user_id == user_id)
+        .order_by(_c.date_created.desc(), _c.id.desc())
         .offset(offset)
         .limit(limit)
     )
