@@ -130,7 +130,6 @@ class Adapters(containers.DeclarativeContainer):
         base_url=settings.provided.workerfacing_api_url,
         api_key=settings.provided.internal_api_key,
         timeout=settings.provided.workerfacing_api_timeout_seconds,
-        attempts=1,  # the dispatcher retries, with backoff across time and replicas
     )
     email_sender = providers.Singleton(
         BackgroundEmailSender,
@@ -152,7 +151,7 @@ class InMemoryAdapters(containers.DeclarativeContainer):
 
     settings = providers.Dependency(instance_of=Settings)
     clock = providers.Singleton(FixedClock, start=datetime(2026, 1, 1, tzinfo=UTC))
-    job_store = providers.Singleton(InMemoryJobStore)
+    job_store = providers.Singleton(InMemoryJobStore, clock=clock)
     user_store = providers.Singleton(InMemoryUserStore)
     file_storage = providers.Singleton(InMemoryFileStorage)
     identity = providers.Singleton(
@@ -188,6 +187,7 @@ class Services(containers.DeclarativeContainer):
         email=adapters.email_sender,
         policy=providers.Callable(_retry_policy, settings),
         lease=settings.provided.dispatch_lease_seconds,
+        attempt_timeout=settings.provided.workerfacing_api_timeout_seconds,
         run_in_background=background_dispatch,
     )
     jobs = providers.Factory(
@@ -208,6 +208,7 @@ class Services(containers.DeclarativeContainer):
         storage=adapters.file_storage,
         catalog=adapters.catalog,
         workers=adapters.worker_dispatch,
+        dispatch_health=dispatcher.provided.health,
     )
 
 

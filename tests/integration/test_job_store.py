@@ -13,8 +13,17 @@ from decode_userapi.adapters.jobs.memory import InMemoryJobStore
 from decode_userapi.adapters.jobs.sqlalchemy import SqlJobStore
 from decode_userapi.adapters.sql import Database
 from decode_userapi.domain.errors import JobNameTaken, NotFound
-from decode_userapi.domain.jobs import ApplicationSpec, FilesDown, HardwareSpec, Job, JobAttributes, JobStatus
-from decode_userapi.ports.jobs import JobStore
+from decode_userapi.domain.jobs import (
+    ApplicationSpec,
+    DispatchState,
+    DispatchStatus,
+    FilesDown,
+    HardwareSpec,
+    Job,
+    JobAttributes,
+    JobStatus,
+)
+from decode_userapi.ports.jobs import DispatchResult, JobStore, PendingDispatch
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -43,8 +52,7 @@ def make_job(name: str = "job", user: str = "alice", created: datetime = T0, **f
 
 
 async def add(store: JobStore, *jobs: Job) -> list[Job]:
-    async with store.unit_of_work() as uow:
-        return [await uow.add(job) for job in jobs]
+    return [await store.add_with_dispatch(job, PAYLOAD) for job in jobs]
 
 
 async def get(store: JobStore, job_id: int) -> Job | None:
@@ -53,8 +61,12 @@ async def get(store: JobStore, job_id: int) -> Job | None:
 
 
 async def names(store: JobStore, user: str = "alice", *, offset: int = 0, limit: int = 100) -> list[str]:
-    async with store.unit_of_work() as uow:
-        return [job.job_name for job in await uow.list_for_user(user, offset=offset, limit=limit)]
+    return [job.job_name for job in await store.list_for_user(user, offset=offset, limit=limit)]
+
+
+def as_added(job: Job, added: Job) -> Job:
+    """`job` as the store returns it once added: with its id and its outbox entry's state."""
+    return msgspec.structs.replace(job, id=added.id, dispatch=added.dispatch)
 
 
 async def test_add_assigns_increasing_ids_and_leaves_the_argument_alone(store: JobStore) -> None:
@@ -63,7 +75,7 @@ async def test_add_assigns_increasing_ids_and_leaves_the_argument_alone(store: J
     ids = [job.id for job in added]
     assert all(isinstance(i, int) for i in ids) and ids == sorted(ids) and len(set(ids)) == 3
     assert [job.id for job in jobs] == [None, None, None]
-    assert added[0] == msgspec.structs.replace(jobs[0], id=ids[0])
+    assert added[0] == as_added(jobs[0], added[0])
 
 
 async def test_ids_are_not_reused_after_delete(store: JobStore) -> None:
@@ -99,18 +111,16 @@ async def test_get_round_trips_every_field(store: JobStore) -> None:
     for job in (full, bare, empty_hardware):
         (added,) = await add(store, job)
         stored = await get(store, added.id)  # type: ignore[arg-type]
-        assert stored == msgspec.structs.replace(job, id=added.id)
+        assert stored == as_added(job, added)
         for when in (stored.date_created, stored.date_started, stored.date_finished):  # type: ignore[union-attr]
             assert when is None or when.utcoffset() == timedelta(0)
 
 
 async def test_a_job_name_is_taken_per_user(store: JobStore) -> None:
-    async with store.unit_of_work() as uow:
-        await uow.add(make_job("train-1"))
-        with pytest.raises(JobNameTaken, match="train-1"):
-            await uow.add(make_job("train-1", created=T0 + timedelta(seconds=1)))
-        await uow.add(make_job("train-1", user="bob"))
-        await uow.add(make_job("train-2"))  # the unit of work is still usable after the conflict
+    await add(store, make_job("train-1"))
+    with pytest.raises(JobNameTaken, match="train-1"):
+        await add(store, make_job("train-1", created=T0 + timedelta(seconds=1)))
+    await add(store, make_job("train-1", user="bob"), make_job("train-2", created=T0 + timedelta(seconds=1)))
     assert await names(store) == ["train-2", "train-1"]
     assert await names(store, "bob") == ["train-1"]
     with pytest.raises(JobNameTaken):
@@ -180,7 +190,6 @@ async def test_an_exception_rolls_everything_back(store: JobStore) -> None:
     kept, doomed = await add(store, make_job("kept"), make_job("doomed"))
     with pytest.raises(RuntimeError, match="boom"):
         async with store.unit_of_work() as uow:
-            await uow.add(make_job("never"))
             current = await uow.get(kept.id, for_update=True)  # type: ignore[arg-type]
             current.status = JobStatus.error  # type: ignore[union-attr]
             await uow.save(current)  # type: ignore[arg-type]
@@ -219,50 +228,52 @@ async def test_for_update_serialises_read_modify_write(store: JobStore) -> None:
     assert sorted(stored.runtime_details.split("\n")) == sorted(f"update {i}" for i in range(20))  # type: ignore[union-attr]
 
 
-# --- the outbox: dispatch entries recorded with the job, claimed with leases -----------------------
+# --- the outbox: dispatch entries recorded with the job, claimed under fenced leases ---------------
 
 PAYLOAD = {"job": {"meta": {"job_id": 0}}, "files": [f"data/f{i}" for i in range(3)]}
+SENT = DispatchResult(DispatchStatus.sent, 1)
 
 
 async def enqueue(store: JobStore, *names_: str) -> list[Job]:
-    async with store.unit_of_work() as uow:
-        jobs = [await uow.add(make_job(name)) for name in names_]
-        for job in jobs:
-            await uow.enqueue_dispatch(job.id, {**PAYLOAD, "name": job.job_name}, T0)  # type: ignore[arg-type]
-    return jobs
+    return [await store.add_with_dispatch(make_job(name), {**PAYLOAD, "name": name}) for name in names_]
 
 
-async def claim(store: JobStore, now: datetime = T0, lease: float = 60, limit: int = 10):
+async def claim(store: JobStore, lease: float = 60, limit: int = 10) -> list[PendingDispatch]:
     async with store.unit_of_work() as uow:
-        return await uow.claim_dispatches(now, now + timedelta(seconds=lease), limit)
+        return await uow.claim_dispatches(lease, limit)
+
+
+async def record(store: JobStore, entry: PendingDispatch, result: DispatchResult) -> bool:
+    async with store.unit_of_work() as uow:
+        return await uow.record_dispatch(entry, result)
 
 
 async def test_outbox_entries_are_claimed_once_per_lease(store: JobStore) -> None:
     jobs = await enqueue(store, "a", "b")
-    claimed = await claim(store)
+    claimed = await claim(store, lease=0.3)
     assert sorted(c.job_id for c in claimed) == sorted(j.id for j in jobs)
     assert {c.payload["name"] for c in claimed} == {"a", "b"}
     assert all(c.attempts == 0 and c.date_created == T0 for c in claimed)
-    assert await claim(store, T0 + timedelta(seconds=30)) == []
-    # A sender that died: its lease runs out and the entry is claimed again (at least once).
-    assert len(await claim(store, T0 + timedelta(seconds=61))) == 2
+    assert await claim(store) == []
+    await asyncio.sleep(0.4)  # a sender that died: its lease runs out, the entry is claimed again
+    again = await claim(store)
+    assert len(again) == 2 and {c.lease for c in again}.isdisjoint({c.lease for c in claimed})
 
 
 async def test_outbox_outcomes(store: JobStore) -> None:
-    from decode_userapi.domain.jobs import DispatchState, DispatchStatus
-
     sent, retried = await enqueue(store, "sent", "retried")
-    await claim(store)
-    retry_at = T0 + timedelta(seconds=5)
-    async with store.unit_of_work() as uow:
-        await uow.record_dispatch(sent.id, DispatchState(DispatchStatus.sent, 1))  # type: ignore[arg-type]
-        await uow.record_dispatch(
-            retried.id, DispatchState(DispatchStatus.pending, 1, "HTTP 503", retry_at)  # type: ignore[arg-type]
-        )
+    by_id = {c.job_id: c for c in await claim(store)}
+    before = datetime.now(UTC)
+    assert await record(store, by_id[sent.id], SENT) is True  # type: ignore[index]
+    assert await record(store, by_id[retried.id], DispatchResult(DispatchStatus.pending, 1, "HTTP 503", 0.5))  # type: ignore[index]
     assert (await get(store, sent.id)).dispatch == DispatchState(DispatchStatus.sent, 1)  # type: ignore[arg-type, union-attr]
-    assert (await get(store, retried.id)).dispatch == DispatchState(DispatchStatus.pending, 1, "HTTP 503", retry_at)  # type: ignore[arg-type, union-attr]
-    assert await claim(store, T0 + timedelta(seconds=4)) == []
-    (again,) = await claim(store, retry_at)
+    state = (await get(store, retried.id)).dispatch  # type: ignore[arg-type, union-attr]
+    assert (state.status, state.attempts, state.last_error) == (DispatchStatus.pending, 1, "HTTP 503")
+    # Due by the store's clock: 0.5 s from when it was recorded.
+    assert before + timedelta(seconds=0.4) < state.next_attempt_at < datetime.now(UTC) + timedelta(seconds=0.6)  # type: ignore[operator]
+    assert await claim(store) == []
+    await asyncio.sleep(0.6)
+    (again,) = await claim(store)
     assert again.job_id == retried.id and again.attempts == 1
     # Status updates never touch the dispatch state.
     async with store.unit_of_work() as uow:
@@ -272,15 +283,27 @@ async def test_outbox_outcomes(store: JobStore) -> None:
     assert (await get(store, sent.id)).dispatch.status is DispatchStatus.sent  # type: ignore[arg-type, union-attr]
 
 
+async def test_a_late_record_after_the_lease_was_taken_over_is_refused(store: JobStore) -> None:
+    (job,) = await enqueue(store, "fenced")
+    (first,) = await claim(store, lease=0.2)
+    await asyncio.sleep(0.3)  # the first sender stalls past its lease
+    (second,) = await claim(store)
+    assert second.lease != first.lease
+    assert await record(store, second, DispatchResult(DispatchStatus.pending, 1, "HTTP 503", 60)) is True
+    # The stalled sender wakes up and reports success: refused, the new holder's record stands.
+    assert await record(store, first, SENT) is False
+    assert await record(store, first, DispatchResult(DispatchStatus.failed, 1, "late")) is False
+    state = (await get(store, job.id)).dispatch  # type: ignore[arg-type, union-attr]
+    assert (state.status, state.attempts, state.last_error) == (DispatchStatus.pending, 1, "HTTP 503")
+
+
 async def test_deleting_a_job_drops_its_outbox_entry(store: JobStore) -> None:
     (job,) = await enqueue(store, "gone")
+    (entry,) = await claim(store)
     async with store.unit_of_work() as uow:
         await uow.delete(job.id)  # type: ignore[arg-type]
     assert await claim(store) == []
-    async with store.unit_of_work() as uow:  # recording an outcome for a deleted job is harmless
-        from decode_userapi.domain.jobs import DispatchState, DispatchStatus
-
-        await uow.record_dispatch(job.id, DispatchState(DispatchStatus.sent, 1))  # type: ignore[arg-type]
+    assert await record(store, entry, SENT) is False  # recording an outcome for a deleted job is harmless
 
 
 async def test_concurrent_claims_never_share_an_entry(store: JobStore) -> None:
@@ -293,6 +316,39 @@ async def test_concurrent_claims_never_share_an_entry(store: JobStore) -> None:
 # --- single-statement paths: reads, submission with its outbox entry, compare-and-set -------------
 
 
+async def test_every_read_path_maps_every_column_alike(store: JobStore) -> None:
+    """The single-statement reads (asyncpg's fast path on PostgreSQL) and the unit of work's reads
+    (SQLAlchemy) run the same statements: they must agree on every field of every job."""
+    jobs = await add(
+        store,
+        make_job(
+            "full",
+            environment="local",
+            priority=3,
+            attributes=JobAttributes(files_down=FilesDown(config_id="c", data_ids=["d"]), env_vars={"K": "v"}),
+            hardware=HardwareSpec(cpu_cores=2, gpu_model="T4"),
+            status=JobStatus.postprocessing,
+            date_started=T0 + timedelta(seconds=1),
+            date_finished=T0 + timedelta(seconds=2),
+            runtime_details="a\nb",
+        ),
+        make_job("bare", user_email=None, created=T0 + timedelta(seconds=1)),
+    )
+    (entry,) = [c for c in await claim(store) if c.job_id == jobs[1].id] or [None]
+    if entry is not None:  # a dispatch state with an error and a due time, too
+        await record(store, entry, DispatchResult(DispatchStatus.pending, 1, "HTTP 503 ✓", 30))
+    listed = {j.id: j for j in await store.list_for_user("alice", offset=0, limit=10)}
+    for job in jobs:
+        async with store.unit_of_work() as uow:
+            plain, locked = await uow.get(job.id), await uow.get(job.id, for_update=True)  # type: ignore[arg-type]
+        fast = await store.get(job.id)  # type: ignore[arg-type]
+        assert fast is not None
+        for field in msgspec.structs.fields(Job):
+            name = field.name
+            assert getattr(fast, name) == getattr(plain, name) == getattr(locked, name) == getattr(listed[job.id], name), name
+    assert (await store.get(jobs[1].id)).dispatch.last_error == "HTTP 503 ✓"  # type: ignore[arg-type, union-attr]
+
+
 async def test_reads_outside_a_unit_of_work_see_what_units_of_work_committed(store: JobStore) -> None:
     older, newer = await add(store, make_job("older"), make_job("newer", created=T0 + timedelta(seconds=1)))
     assert await store.get(older.id) == older  # type: ignore[arg-type]
@@ -303,12 +359,13 @@ async def test_reads_outside_a_unit_of_work_see_what_units_of_work_committed(sto
 
 
 async def test_add_with_dispatch_records_the_job_and_its_due_outbox_entry_at_once(store: JobStore) -> None:
-    job = await store.add_with_dispatch(make_job("sub"), PAYLOAD)
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    job = await store.add_with_dispatch(make_job("sub"), PAYLOAD)  # created at T0, months ago
     assert job.id is not None and job.dispatch.status.value == "pending"
-    assert job.dispatch.next_attempt_at == T0
+    # Due now by the store's clock, not by the date the creating replica wrote.
+    assert before < job.dispatch.next_attempt_at <= datetime.now(UTC)  # type: ignore[operator]
     assert await store.get(job.id) == job
-    async with store.unit_of_work() as uow:
-        (claimed,) = await uow.claim_dispatches(T0, T0 + timedelta(seconds=60), 10)
+    (claimed,) = await claim(store)
     assert (claimed.job_id, claimed.payload, claimed.attempts, claimed.date_created) == (job.id, PAYLOAD, 0, T0)
 
 
@@ -317,8 +374,7 @@ async def test_add_with_dispatch_refuses_a_taken_name_and_records_nothing(store:
     with pytest.raises(JobNameTaken):
         await store.add_with_dispatch(make_job("dup"), PAYLOAD)
     assert [j.id for j in await store.list_for_user("alice", offset=0, limit=10)] == [first.id]
-    async with store.unit_of_work() as uow:
-        assert [c.job_id for c in await uow.claim_dispatches(T0, T0 + timedelta(seconds=60), 10)] == [first.id]
+    assert [c.job_id for c in await claim(store)] == [first.id]
 
 
 async def test_replace_status_writes_only_over_the_state_it_was_computed_from(store: JobStore) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, make_url
 
+from decode_userapi.adapters.jobs.sqlalchemy import SqlJobStore
 from decode_userapi.adapters.sql import (
     ADOPTED_REVISION,
     HEAD_REVISION,
@@ -26,6 +28,7 @@ from decode_userapi.adapters.sql import (
     SchemaNotCurrent,
     alembic_config,
     head_revision,
+    jobs_table,
     metadata,
     users_table,
 )
@@ -216,3 +219,22 @@ def test_cli_db_upgrade_and_current(
     assert cli.main(["db", "upgrade"]) == 0
     assert cli.main(["db", "current"]) == 0
     assert capsys.readouterr().out.endswith(f"{head_revision()} (head)\n" * 2)  # after structlog's default output
+
+
+async def test_0003_keeps_the_dispatches_pending_before_it_claimable(database_url: str) -> None:
+    folder_for(database_url)
+    database = Database(database_url)
+    await alembic(database, command.upgrade, "0002")
+    row = {
+        "user_id": "alice", "job_name": "queued-before", "priority": 0, "application": "decode",
+        "version": "v1", "entrypoint": "train", "attributes": {}, "status": "queued",
+        "date_created": datetime(2026, 1, 1, tzinfo=UTC), "dispatch_status": "pending",
+        "dispatch_next_at": datetime(2026, 1, 1, tzinfo=UTC), "dispatch_payload": {"job": {}},
+    }  # fmt: skip
+    await run(database, lambda conn: conn.execute(jobs_table.insert().values(**row)))
+    await database.start()
+    store = SqlJobStore(database)
+    async with store.unit_of_work() as uow:
+        (entry,) = await uow.claim_dispatches(60, 10)
+    assert (entry.lease, entry.payload) == (1, {"job": {}})
+    await database.aclose()

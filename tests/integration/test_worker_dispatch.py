@@ -15,12 +15,12 @@ import pytest
 from decode_userapi.adapters.workers.http import HttpWorkerDispatch
 from decode_userapi.domain.applications import AppSection, Entrypoint, HandlerSection
 from decode_userapi.domain.dispatch import build_worker_request
-from decode_userapi.domain.errors import WorkerUnavailable
+from decode_userapi.domain.errors import WorkerRejected, WorkerUnavailable
 from decode_userapi.domain.jobs import ApplicationSpec, HardwareSpec, Job, JobAttributes
 from tests.fakes.fixtures import INTERNAL_API_KEY
 from tests.fakes.workerfacing import FakeWorkerFacingApi
 
-FAST = {"attempts": 3, "backoff": 0.01, "timeout": 2.0}
+FAST = {"timeout": 2.0}
 
 
 def payload(job_id: int = 1) -> dict[str, Any]:
@@ -69,71 +69,70 @@ async def test_success_is_recorded(fake_workerfacing: FakeWorkerFacingApi, dispa
     assert fake_workerfacing.requests == 1
 
 
-async def test_without_the_key_the_job_is_refused(fake_workerfacing: FakeWorkerFacingApi, dispatch_to):
-    dispatch = await dispatch_to(fake_workerfacing.url, api_key=None)
-    with pytest.raises(WorkerUnavailable, match="401"):
+async def test_without_the_key_the_api_is_misconfigured_not_the_job(fake_workerfacing: FakeWorkerFacingApi, dispatch_to):
+    dispatch = await dispatch_to(fake_workerfacing.url, api_key="rotated-elsewhere")
+    with pytest.raises(WorkerUnavailable, match="401") as caught:
         await dispatch.submit(payload())
-    assert fake_workerfacing.received == []
+    assert not isinstance(caught.value, WorkerRejected) and caught.value.kind == "unauthorized"
+    assert fake_workerfacing.received == [] and fake_workerfacing.requests == 1
 
 
-@pytest.mark.parametrize("status", [503, 500, 429])
-async def test_transient_failures_are_retried(fake_workerfacing: FakeWorkerFacingApi, dispatch_to, status):
-    fake_workerfacing.fail_next(2, status)
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (401, "unauthorized"),
+        (403, "unauthorized"),
+        (404, "endpoint"),
+        (405, "endpoint"),
+        (408, "throttled"),
+        (429, "throttled"),
+        (500, "server_error"),
+        (503, "server_error"),
+        (418, "unexpected"),
+    ],
+)
+async def test_one_attempt_and_a_fault_worth_retrying(fake_workerfacing: FakeWorkerFacingApi, dispatch_to, status, kind):
+    fake_workerfacing.fail_next(1, status)
     dispatch = await dispatch_to(fake_workerfacing.url)
+    with pytest.raises(WorkerUnavailable, match=f"HTTP {status}") as caught:
+        await dispatch.submit(payload())
+    assert not isinstance(caught.value, WorkerRejected) and caught.value.kind == kind
+    assert fake_workerfacing.requests == 1  # the dispatcher retries, across time and replicas
     await dispatch.submit(payload())
-    assert fake_workerfacing.requests == 3
     assert len(fake_workerfacing.received) == 1
 
 
-class FlipToUp(httpx.AsyncBaseTransport):
-    """Sets the fake back up once it has answered 503: the recovery happens between attempts."""
-
-    def __init__(self, fake: FakeWorkerFacingApi) -> None:
-        self._fake = fake
-        self._inner = httpx.AsyncHTTPTransport()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await self._inner.handle_async_request(request)
-        if response.status_code == 503:
-            self._fake.mode = "up"
-        return response
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-async def test_service_coming_back_between_attempts(fake_workerfacing: FakeWorkerFacingApi, dispatch_to):
-    fake_workerfacing.mode = "down"
-    dispatch = await dispatch_to(fake_workerfacing.url, transport=FlipToUp(fake_workerfacing))
-    await dispatch.submit(payload())
-    assert fake_workerfacing.requests == 2 and len(fake_workerfacing.received) == 1
-
-
-@pytest.mark.parametrize(("mode", "code"), [("down", "503"), ("error", "500")])
-async def test_down_beyond_attempts(fake_workerfacing: FakeWorkerFacingApi, dispatch_to, mode, code):
-    fake_workerfacing.mode = mode
-    dispatch = await dispatch_to(fake_workerfacing.url)
-    started = time.monotonic()
-    with pytest.raises(WorkerUnavailable, match=f"HTTP {code} after 3 attempts") as caught:
+@pytest.mark.parametrize("status", [400, 409, 422])
+async def test_only_a_refusal_of_the_payload_is_final(dispatch_to, status):
+    dispatch = await dispatch_to(
+        "http://worker.invalid", transport=httpx.MockTransport(lambda r: httpx.Response(status, json={"detail": "no"}))
+    )
+    with pytest.raises(WorkerRejected, match=f"HTTP {status}") as caught:
         await dispatch.submit(payload())
-    assert time.monotonic() - started < 1
-    assert fake_workerfacing.requests == 3 and fake_workerfacing.received == []
-    assert INTERNAL_API_KEY not in caught.value.detail
+    assert caught.value.kind == "rejected"
 
 
-async def test_timeouts_are_retried_then_unavailable(fake_workerfacing: FakeWorkerFacingApi, dispatch_to):
+async def test_retry_after_is_passed_on(dispatch_to):
+    answer = httpx.Response(503, headers={"Retry-After": "7"}, text="busy")
+    dispatch = await dispatch_to("http://worker.invalid", transport=httpx.MockTransport(lambda r: answer))
+    with pytest.raises(WorkerUnavailable) as caught:
+        await dispatch.submit(payload())
+    assert caught.value.retry_after == 7.0 and caught.value.kind == "server_error"
+
+
+async def test_a_timeout_is_a_fault_worth_retrying(fake_workerfacing: FakeWorkerFacingApi, dispatch_to):
     fake_workerfacing.mode, fake_workerfacing.delay = "slow", 0.5
-    dispatch = await dispatch_to(fake_workerfacing.url, attempts=2, timeout=0.1)
-    with pytest.raises(WorkerUnavailable, match="Timeout"):
+    dispatch = await dispatch_to(fake_workerfacing.url, timeout=0.1)
+    with pytest.raises(WorkerUnavailable, match="Timeout") as caught:
         await dispatch.submit(payload())
-    assert fake_workerfacing.requests == 2
+    assert caught.value.kind == "timeout" and fake_workerfacing.requests == 1
 
 
-async def test_4xx_is_not_retried_and_says_why(fake_workerfacing: FakeWorkerFacingApi, dispatch_to):
+async def test_4xx_of_the_payload_says_why(fake_workerfacing: FakeWorkerFacingApi, dispatch_to):
     bad = payload()
     bad["job"]["meta"]["job_id"] = "seven"
     dispatch = await dispatch_to(fake_workerfacing.url)
-    with pytest.raises(WorkerUnavailable, match=r"HTTP 422.*job_id") as caught:
+    with pytest.raises(WorkerRejected, match=r"HTTP 422.*job_id") as caught:
         await dispatch.submit(bad)
     assert fake_workerfacing.requests == 1
     assert len(caught.value.detail) < 400
@@ -147,7 +146,7 @@ async def test_nothing_listening(dispatch_to):
     started = time.monotonic()
     with pytest.raises(WorkerUnavailable, match="ConnectError") as caught:
         await dispatch.submit(payload())
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 1 and caught.value.kind == "connection"
     assert INTERNAL_API_KEY not in caught.value.detail
 
 

@@ -13,11 +13,13 @@ step. `Database.start()` upgrades the schema to head, or only checks it is there
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -44,12 +46,13 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.engine import URL, Connection, Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.types import TypeDecorator
 
-from decode_userapi.domain.errors import StoreUnavailable
+from decode_userapi.domain.errors import InvalidRequest, StoreUnavailable
 
 if TYPE_CHECKING:  # Alembic is imported only to migrate: it is half a second of every start-up
     from alembic.config import Config
@@ -57,7 +60,6 @@ if TYPE_CHECKING:  # Alembic is imported only to migrate: it is half a second of
 
 log = structlog.get_logger(__name__)
 
-_DIALECT_INSERTS = {"postgresql": pg_insert, "sqlite": sqlite_insert}
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
 # SQLSTATE classes that mean "the server cannot serve us now": connection exception, insufficient
 # resources (too many connections), operator intervention (shutting down, starting up).
@@ -65,7 +67,7 @@ _UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # The newest migration (tests/integration/test_migrations.py checks it is Alembic's head): a
 # database already there starts without loading Alembic.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 # The revision whose schema `metadata.create_all` made before the migrations existed.
 ADOPTED_REVISION = "0001"
 # The key of the PostgreSQL advisory lock that serialises migrations across processes ("decodeua").
@@ -99,6 +101,27 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None or value.tzinfo is UTC:  # asyncpg returns UTC already: the hot path
             return value
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class db_now(FunctionElement[datetime]):  # noqa: N801 - a SQL function, named like one
+    """The database's clock, plus `seconds` (an SQL expression) if given: lease and due times come
+    from the one clock every replica shares, never from a replica's own."""
+
+    type = UTCDateTime()
+    inherit_cache = True
+
+
+@compiles(db_now, "postgresql")
+def _db_now_postgresql(element: db_now, compiler: Any, **kw: Any) -> str:
+    seconds = element.clauses.clauses
+    return f"(now() + {compiler.process(seconds[0], **kw)} * interval '1 second')" if seconds else "now()"
+
+
+@compiles(db_now, "sqlite")
+def _db_now_sqlite(element: db_now, compiler: Any, **kw: Any) -> str:  # as SQLAlchemy stores them: UTC, microseconds
+    seconds = element.clauses.clauses
+    plus = f", printf('%+.3f seconds', {compiler.process(seconds[0], **kw)})" if seconds else ""
+    return f"(strftime('%Y-%m-%d %H:%M:%f', 'now'{plus}) || '000')"
 
 
 metadata = MetaData(
@@ -141,6 +164,9 @@ jobs_table = Table(
     Column("dispatch_next_at", UTCDateTime),
     Column("dispatch_lease_until", UTCDateTime),
     Column("dispatch_payload", JSON(none_as_null=True)),
+    # The fencing token of the current lease, bumped by every claim: an outcome is recorded only by
+    # the holder of the token it was claimed with (migration 0003).
+    Column("dispatch_lease", Integer, nullable=False, server_default="0"),
     UniqueConstraint("user_id", "job_name"),
     sqlite_autoincrement=True,
 )
@@ -163,8 +189,15 @@ users_table = Table(
 )
 
 
+# SQLite's "cannot use the database now" (a writer holding the lock past busy_timeout, a file that
+# cannot be opened, a failing disk). Any other OperationalError is a bug of ours.
+_SQLITE_UNAVAILABLE = ("database is locked", "database table is locked", "unable to open database", "disk i/o")
+
+
 def _is_unavailable(error: BaseException) -> bool:
     if isinstance(error, exc.DBAPIError):
+        if isinstance(error.orig, sqlite3.Error):
+            return str(error.orig).lower().startswith(_SQLITE_UNAVAILABLE)
         sqlstate = getattr(error.orig, "sqlstate", None) or ""
         return (
             isinstance(error, (exc.OperationalError, exc.InterfaceError))
@@ -175,21 +208,48 @@ def _is_unavailable(error: BaseException) -> bool:
 
 
 @contextmanager
-def translate_errors() -> Iterator[None]:
-    """Turn "cannot reach or use the database now" errors into `StoreUnavailable`."""
+def translate_errors(statement: Any = None) -> Iterator[None]:
+    """"Cannot reach or use the database now" becomes `StoreUnavailable`; a value the database refuses
+    (SQLSTATE class 22, e.g. a NUL in text) `InvalidRequest`; other database errors are bugs, logged
+    with their statement and raised as they are."""
     try:
         yield
     except Exception as e:
-        if not _is_unavailable(e):
+        if _is_unavailable(e):
+            log.warning("database.unavailable", error=f"{type(e).__name__}: {e}")
+            raise StoreUnavailable("the database is unavailable, please try again later") from e
+        orig = e.orig if isinstance(e, exc.DBAPIError) else e
+        if not isinstance(e, (exc.DBAPIError, asyncpg.PostgresError)):
             raise
-        log.warning("database.unavailable", error=f"{type(e).__name__}: {e}")
-        raise StoreUnavailable("the database is unavailable, please try again later") from e
+        if str(getattr(orig, "sqlstate", None) or "").startswith("22"):
+            raise InvalidRequest("a value cannot be stored: " + str(orig).partition("\n")[0]) from e
+        sql = e.statement if isinstance(e, exc.DBAPIError) else getattr(statement, "statement", statement)
+        log.error("database.error", error=f"{type(e).__name__}: {e}", statement=str(sql))
+        raise
 
 
-async def execute(connection: AsyncConnection, statement: Executable) -> Result[Any]:
-    """`connection.execute(statement)`, with `translate_errors`."""
-    with translate_errors():
-        return await connection.execute(statement)
+async def execute(
+    connection: AsyncConnection, statement: Executable, params: Mapping[str, Any] | None = None
+) -> Result[Any]:
+    """`connection.execute(statement, params)`, with `translate_errors`."""
+    with translate_errors(statement):
+        return await connection.execute(statement, params)
+
+
+_Compiled = tuple[str, tuple[tuple[str, Any], ...]]  # asyncpg SQL; each `$n`'s name and bind processor
+
+
+class Query:
+    """One statement, written once in SQLAlchemy Core with named `bindparam`s, for `Database.fetch`.
+    `at` maps each result column's name to its index in a row (`row[query.at.status]`), the same for
+    SQLAlchemy's rows and asyncpg's records: built once from the statement."""
+
+    __slots__ = ("at", "names", "statement")
+
+    def __init__(self, statement: Any) -> None:
+        self.statement = statement
+        self.names = tuple(statement.exported_columns.keys())  # a SELECT's columns, or RETURNING's
+        self.at: Any = SimpleNamespace(**{name: i for i, name in enumerate(self.names)})
 
 
 def _discard_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
@@ -337,6 +397,7 @@ class Database:
         self._sqlite_file = _sqlite_file(self.url) if self.backend == "sqlite" else None
         self._start_lock = asyncio.Lock()
         self._started = False
+        self._compiled: dict[Query, _Compiled] = {}
         options: dict[str, Any] = {
             "echo": echo,
             # A fixed pool: overflow connections are opened and closed again under load, and each
@@ -445,32 +506,43 @@ class Database:
             with translate_errors():
                 await conn.close()  # rolls back a transaction still open
 
-    async def fetch(
-        self, postgresql_sql: str, args: Sequence[Any], statement: Callable[[], Executable]
-    ) -> list[Sequence[Any]]:
-        """The rows of one statement (a read, or a write with RETURNING that commits by itself), as
-        plain sequences. On PostgreSQL `postgresql_sql` (with `$n`
-        parameters `args`) runs on the pooled asyncpg connection directly: asyncpg's prepared-statement
-        cache and C row decoding, without SQLAlchemy's per-statement and per-row work (measured about
-        three times cheaper for a page of jobs), in autocommit; timestamps come as UTC datetimes.
-        Elsewhere the SQLAlchemy `statement()` runs in a transaction of its own."""
+    async def fetch(self, query: Query, params: Mapping[str, Any]) -> list[Sequence[Any]]:
+        """The rows of `query` (a read, or a write with RETURNING that commits by itself), indexed by
+        `query.at`. On PostgreSQL the statement, compiled once for asyncpg, runs on the pooled driver
+        connection directly, in autocommit: asyncpg's prepared-statement cache and C row decoding
+        without SQLAlchemy's per-row work (measured about three times cheaper for a page of jobs).
+        Elsewhere it runs through SQLAlchemy in a transaction of its own."""
         if self.backend != "postgresql":
             async with self.transaction() as conn:
-                return list(await execute(conn, statement()))
+                return list(await execute(conn, query.statement, params))
         with translate_errors():
             conn = await self.engine.connect()
         try:
-            with translate_errors():
-                driver = (await conn.get_raw_connection()).driver_connection
-                return await driver.fetch(postgresql_sql, *args)  # type: ignore[union-attr,no-any-return]
+            with translate_errors(query):
+                driver: Any = (await conn.get_raw_connection()).driver_connection
+                sql, binds = self._compiled.get(query) or await self._compile(query, driver)
+                return await driver.fetch(sql, *[p(params[n]) if p else params[n] for n, p in binds])  # type: ignore[no-any-return]
         finally:
             with translate_errors():
                 await conn.close()
+
+    async def _compile(self, query: Query, driver: Any) -> _Compiled:
+        """`query` as asyncpg SQL with `$n` parameters, and each one's name and bind processor in
+        `$n` order; checked once against the columns the server says the statement returns."""
+        dialect = self.engine.dialect
+        compiled = query.statement.compile(dialect=dialect)
+        names = compiled.positiontup or ()
+        binds = tuple((n, compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect)) for n in names)
+        returned = tuple(a.name for a in (await driver.prepare(str(compiled))).get_attributes())
+        if returned != query.names:
+            raise RuntimeError(f"the compiled statement returns {returned}, not {query.names}")
+        self._compiled[query] = (str(compiled), binds)
+        return self._compiled[query]
 
     def insert_or_ignore(self, table: Table, values: Mapping[str, Any], *conflict_columns: str) -> Any:
         """`INSERT … ON CONFLICT (conflict_columns) DO NOTHING`: a conflict inserts no row, raises nothing.
 
         Unlike catching `IntegrityError`, this leaves a PostgreSQL transaction usable.
         """
-        statement = _DIALECT_INSERTS[self.backend](table).values(**values)
+        statement = pg_insert(table).values(**values)  # SQLite compiles the same ON CONFLICT clause
         return statement.on_conflict_do_nothing(index_elements=list(conflict_columns))

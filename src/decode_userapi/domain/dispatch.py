@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from decode_userapi.domain.applications import Entrypoint
+from decode_userapi.domain.backoff import backoff_delay
 from decode_userapi.domain.files import UserPath
 from decode_userapi.domain.jobs import HardwareSpec, Job
 
@@ -30,16 +31,16 @@ def files_down_keys(selection: InputSelection) -> list[tuple[str, UserPath]]:
 
 
 class RetryPolicy(msgspec.Struct, frozen=True):
-    """Exponential backoff with jitter, capped; after `give_up_after` a dispatch is failed."""
+    """The dispatcher's backoff (`backoff_delay`) between attempts; after `give_up_after` seconds
+    a dispatch is failed."""
 
     base_delay: float = 1.0
     max_delay: float = 300.0
     give_up_after: float = 24 * 3600.0
 
-    def next_attempt(self, attempts: int, now: datetime, jitter: float) -> datetime:
-        """When to try again after `attempts` failed tries; `jitter` in [0, 1) spreads replicas out."""
-        delay = min(self.max_delay, self.base_delay * 2 ** max(0, attempts - 1))
-        return now + timedelta(seconds=delay * (0.5 + jitter / 2))
+    def delay(self, attempts: int, jitter: float, retry_after: float | None = None) -> float:
+        """Seconds to wait after `attempts` failed tries; `jitter` in [0, 1) spreads replicas out."""
+        return backoff_delay(attempts, jitter, base=self.base_delay, cap=self.max_delay, retry_after=retry_after)
 
     def gives_up(self, created: datetime, now: datetime) -> bool:
         return (now - created).total_seconds() >= self.give_up_after

@@ -76,11 +76,23 @@ class DependencyUnavailable(DomainError):
 
 
 class WorkerUnavailable(DependencyUnavailable):
-    """The worker-facing API could not be reached or refused the job."""
+    """The worker-facing API could not be reached or did not take the job; worth trying again.
+
+    `kind` says why, for operators (see `ports.workers.FAULT_KINDS`); `retry_after` is the wait in
+    seconds the API asked for, if any.
+    """
+
+    def __init__(self, detail: str, *, kind: str = "unavailable", retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.retry_after = retry_after
 
 
 class WorkerRejected(WorkerUnavailable):
-    """The worker-facing API refused the job for good (a 4xx other than 408/429): retrying is pointless."""
+    """The worker-facing API refused this payload for good (400, 409, 422): retrying is pointless."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, kind="rejected")
 
 
 class StoreUnavailable(DependencyUnavailable):

@@ -6,52 +6,54 @@ from typing import Any, Protocol
 
 import msgspec
 
-from decode_userapi.domain.jobs import DispatchState, Job
+from decode_userapi.domain.jobs import DispatchStatus, Job
 
 
 class PendingDispatch(msgspec.Struct, frozen=True):
-    """A job's hand-over to the worker-facing API, claimed for one delivery attempt."""
+    """A job's hand-over to the worker-facing API, claimed for one delivery attempt under `lease`,
+    the fencing token only this claim holds."""
 
     job_id: int
+    lease: int
     payload: dict[str, Any]
     attempts: int
     date_created: datetime
 
 
+class DispatchResult(msgspec.Struct, frozen=True):
+    """The outcome of one attempt: `attempts` counts it, `error` is its own (None once sent); a
+    `pending` result is tried again `retry_in` seconds from now, by the store's clock."""
+
+    status: DispatchStatus
+    attempts: int
+    error: str | None = None
+    retry_in: float | None = None
+
+
 class JobUnitOfWork(Protocol):
     """One transaction over the job store: committed when the block exits normally, else rolled back."""
-
-    async def add(self, job: Job) -> Job:
-        """Record a new job and return it with its id. `JobNameTaken` if the owner has that name."""
-        ...
 
     async def get(self, job_id: int, *, for_update: bool = False) -> Job | None:
         """The job, or None. `for_update` locks it until the unit of work ends."""
         ...
 
-    async def list_for_user(self, user_id: str, *, offset: int, limit: int) -> list[Job]:
-        """The user's jobs, newest first, then paged."""
-        ...
-
     async def save(self, job: Job) -> None:
-        """Write back a job read in this unit of work."""
+        """Write back a job read in this unit of work (not its dispatch state)."""
         ...
 
     async def delete(self, job_id: int) -> None:
         """Forget the job, and with it any dispatch not yet delivered."""
         ...
 
-    async def enqueue_dispatch(self, job_id: int, payload: dict[str, Any], now: datetime) -> None:
-        """Record the job's payload for delivery (the outbox entry), due now."""
+    async def claim_dispatches(self, lease_seconds: float, limit: int) -> list[PendingDispatch]:
+        """Due, unleased pending dispatches, each leased for `lease_seconds` under a new token so no
+        other replica sends it meanwhile (a crashed sender's lease simply runs out: at-least-once
+        delivery). Due and lease times are the store's clock, shared by every replica."""
         ...
 
-    async def claim_dispatches(self, now: datetime, lease_until: datetime, limit: int) -> list[PendingDispatch]:
-        """Due, unclaimed pending dispatches, each leased until `lease_until` so no other replica
-        sends it meanwhile (a crashed sender's lease simply runs out: at-least-once delivery)."""
-        ...
-
-    async def record_dispatch(self, job_id: int, state: DispatchState) -> None:
-        """The outcome of an attempt; releases the lease. Nothing if the job was deleted meanwhile."""
+    async def record_dispatch(self, entry: PendingDispatch, result: DispatchResult) -> bool:
+        """The outcome of an attempt on `entry`; releases the lease. False, recording nothing, if the
+        entry was claimed again since (its lease ran out), is no longer pending, or the job is gone."""
         ...
 
 
@@ -77,7 +79,7 @@ class JobStore(Protocol):
         ...
 
     async def add_with_dispatch(self, job: Job, payload: dict[str, Any]) -> Job:
-        """Record a new job and its outbox entry (due at the job's `date_created`) in one atomic step,
+        """Record a new job and its outbox entry (due now, by the store's clock) in one atomic step,
         and return the job with its id. The payload does not hold the id yet: the sender adds it
         (`domain.dispatch.with_job_id`). `JobNameTaken` if the owner has a job of that name."""
         ...

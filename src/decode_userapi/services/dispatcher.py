@@ -1,38 +1,51 @@
 """Delivers recorded jobs to the worker-facing API: the transactional outbox's sender.
 
-`POST /jobs` records a job and its payload in one transaction and returns; this sender, running
-inside every replica, claims due entries (leased, so replicas never send the same one at once),
-posts them, and records the outcome. Transient faults are retried with capped exponential
-backoff and jitter; a refusal for good, or no success within the retry window, fails the dispatch
-and puts the job in `error`, so nothing silently never runs. Delivery is at least once: a replica
-killed mid-send leaves a lease that runs out, and the entry is sent again with the same
-idempotency key.
+`POST /jobs` records a job and its payload in one statement and returns; this sender, running inside
+every replica, claims due entries, posts them, and records each outcome on its own. A claim leases
+an entry under a fencing token: no other replica sends it meanwhile, and a replica whose lease ran
+out (stalled past it) cannot overwrite the record of the one that claimed it next. Lease and due
+times are the store's clock, so replicas whose clocks disagree still agree on them.
+
+Only a refusal of the payload itself (400/409/422) fails a job at once. Every other failure (a wrong
+key, a wrong URL, a server fault, no answer) is retried with capped, jittered backoff until
+`RetryPolicy.give_up_after`, and made loud: one ERROR line per kind of fault when it starts (and
+every `FAULT_LOG_INTERVAL` while it lasts), counts by kind for /metrics, and /ready says
+`misconfigured` while the API refuses our key. Delivery is at least once: a replica killed mid-send
+leaves a lease that runs out, and the entry is sent again with the same idempotency key.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from datetime import timedelta
+import time
 
+import msgspec
 import structlog
 
 from decode_userapi.domain.dispatch import RetryPolicy, with_job_id
-from decode_userapi.domain.errors import DomainError, WorkerRejected
-from decode_userapi.domain.jobs import (
-    DispatchState,
-    DispatchStatus,
-    JobStatus,
-    apply_status_update,
-    end_of_job_email,
-)
+from decode_userapi.domain.errors import DomainError, WorkerRejected, WorkerUnavailable
+from decode_userapi.domain.jobs import DispatchStatus, JobStatus, apply_status_update, end_of_job_email
 from decode_userapi.ports.clock import Clock
 from decode_userapi.ports.email import EmailSender
-from decode_userapi.ports.jobs import JobStore, PendingDispatch
-from decode_userapi.ports.workers import WorkerDispatch
+from decode_userapi.ports.jobs import DispatchResult, JobStore, PendingDispatch
+from decode_userapi.ports.workers import MISCONFIGURED_KINDS, WorkerDispatch
 
 log = structlog.get_logger(__name__)
 MAX_ERROR = 500
+FAULT_LOG_INTERVAL = 300.0  # seconds between ERROR lines for a fault that persists
+
+
+class DispatchHealth(msgspec.Struct, frozen=True):
+    """What this replica's sender knows of the worker-facing API."""
+
+    fault: str | None  # the kind of the last failed attempt, None once an attempt succeeded
+    detail: str | None
+    failures: dict[str, int]  # failed attempts by kind since start
+
+    @property
+    def misconfigured(self) -> bool:
+        return self.fault in MISCONFIGURED_KINDS
 
 
 class Dispatcher:
@@ -46,9 +59,15 @@ class Dispatcher:
         policy: RetryPolicy | None = None,
         poll_interval: float = 1.0,
         lease: float = 120.0,
+        attempt_timeout: float = 30.0,
         batch: int = 16,
         run_in_background: bool = True,
     ) -> None:
+        if not 0 < attempt_timeout < lease:
+            raise ValueError(
+                f"an attempt's deadline ({attempt_timeout} s) must be shorter than the lease ({lease} s),"
+                " or another replica may send the job again while the first attempt is still under way"
+            )
         self._store = store
         self._workers = workers
         self._clock = clock
@@ -56,11 +75,16 @@ class Dispatcher:
         self._policy = policy or RetryPolicy()
         self._poll = poll_interval
         self._lease = lease
+        self._attempt_timeout = attempt_timeout
         self._batch = batch
         self._background = run_in_background
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._fault: str | None = None
+        self._fault_detail: str | None = None
+        self._fault_logged: dict[str, float] = {}
+        self._failures: dict[str, int] = {}
 
     async def start(self) -> None:
         if self._background and self._task is None:
@@ -70,6 +94,9 @@ class Dispatcher:
     def wake(self) -> None:
         """A new entry is due: look now rather than at the next poll."""
         self._wake.set()
+
+    def health(self) -> DispatchHealth:
+        return DispatchHealth(self._fault, self._fault_detail, dict(self._failures))
 
     async def aclose(self) -> None:
         """Stop after the deliveries under way; what is left stays pending for the next start."""
@@ -97,57 +124,90 @@ class Dispatcher:
                 self._wake.clear()
 
     async def run_once(self) -> int:
-        """Claim the due entries and deliver them; return how many were claimed."""
-        now = self._clock.now()
+        """Claim the due entries and deliver them, each recorded on its own; return how many were claimed."""
         async with self._store.unit_of_work() as uow:
-            claimed = await uow.claim_dispatches(now, now + timedelta(seconds=self._lease), self._batch)
-        if claimed:
-            delivered = await asyncio.gather(*(self._deliver(entry) for entry in claimed))
-            await self._record_sent([entry for entry, ok in zip(claimed, delivered) if ok])
+            claimed = await uow.claim_dispatches(self._lease, self._batch)
+        await asyncio.gather(*(self._deliver(entry) for entry in claimed))
         return len(claimed)
 
-    async def _deliver(self, entry: PendingDispatch) -> bool:
-        """Send one entry; a failed attempt is recorded here, a success by `_record_sent`."""
+    async def _deliver(self, entry: PendingDispatch) -> None:
+        """One attempt, within one deadline, then its outcome. Never raises: should the bookkeeping
+        fail, this entry's lease runs out and it alone is sent again."""
+        attempts = entry.attempts + 1
         try:
-            await self._workers.submit(with_job_id(entry.payload, entry.job_id, entry.date_created))
-        except DomainError as e:
-            await self._failed_attempt(entry, entry.attempts + 1, e)
-            return False
-        return True
+            try:
+                async with asyncio.timeout(self._attempt_timeout):
+                    await self._workers.submit(with_job_id(entry.payload, entry.job_id, entry.date_created))
+            except TimeoutError:
+                error: DomainError = WorkerUnavailable(
+                    f"the worker-facing API did not take the job within {self._attempt_timeout:g} s", kind="timeout"
+                )
+            except DomainError as e:
+                error = e
+            else:
+                self._answered()
+                if await self._record(entry, DispatchResult(DispatchStatus.sent, attempts)):
+                    log.info("dispatch.sent", job_id=entry.job_id, attempts=attempts)
+                return
+            await self._failed_attempt(entry, attempts, error)
+        except Exception:  # noqa: BLE001 - one entry's bookkeeping never stops the others
+            log.exception("dispatch.record_failed", job_id=entry.job_id, attempts=attempts)
 
-    async def _record_sent(self, entries: list[PendingDispatch]) -> None:
-        """The batch's successes in one transaction, not one each: under load that saves two round
-        trips per job. Should it fail, the leases run out and the entries are sent again, with the
-        same idempotency keys (delivery is at least once anyway)."""
-        if not entries:
-            return
+    async def _record(self, entry: PendingDispatch, result: DispatchResult) -> bool:
         async with self._store.unit_of_work() as uow:
-            for entry in entries:
-                await uow.record_dispatch(entry.job_id, DispatchState(DispatchStatus.sent, entry.attempts + 1))
-        for entry in entries:
-            log.info("dispatch.sent", job_id=entry.job_id, attempts=entry.attempts + 1)
+            recorded = await uow.record_dispatch(entry, result)
+        if not recorded:
+            log.warning("dispatch.lease_lost", job_id=entry.job_id, lease=entry.lease, outcome=result.status.value)
+        return recorded
 
     async def _failed_attempt(self, entry: PendingDispatch, attempts: int, error: DomainError) -> None:
-        now = self._clock.now()
+        kind = error.kind if isinstance(error, WorkerUnavailable) else "unexpected"
         detail = error.detail[:MAX_ERROR]
-        final = isinstance(error, WorkerRejected) or self._policy.gives_up(entry.date_created, now)
-        if not final:
-            retry_at = self._policy.next_attempt(attempts, now, random.random())
-            async with self._store.unit_of_work() as uow:
-                await uow.record_dispatch(
-                    entry.job_id, DispatchState(DispatchStatus.pending, attempts, detail, retry_at)
-                )
-            log.warning("dispatch.retry", job_id=entry.job_id, attempts=attempts, error=detail, retry_at=retry_at)
+        self._count(kind, detail, rejected=isinstance(error, WorkerRejected))
+        now = self._clock.now()
+        if not isinstance(error, WorkerRejected) and not self._policy.gives_up(entry.date_created, now):
+            retry_after = error.retry_after if isinstance(error, WorkerUnavailable) else None
+            delay = self._policy.delay(attempts, random.random(), retry_after)
+            result = DispatchResult(DispatchStatus.pending, attempts, detail, retry_in=delay)
+            if await self._record(entry, result):
+                log.warning("dispatch.retry", job_id=entry.job_id, attempts=attempts, kind=kind, error=detail, delay=round(delay, 3))
             return
         async with self._store.unit_of_work() as uow:
-            await uow.record_dispatch(entry.job_id, DispatchState(DispatchStatus.failed, attempts, detail))
+            if not await uow.record_dispatch(entry, DispatchResult(DispatchStatus.failed, attempts, detail)):
+                log.warning("dispatch.lease_lost", job_id=entry.job_id, lease=entry.lease, outcome="failed")
+                return
             job = await uow.get(entry.job_id, for_update=True)
             outcome = None
             if job is not None:
-                message = f"the job could not be handed to a worker: {detail}"
-                outcome = apply_status_update(job, JobStatus.error, message, now)
+                outcome = apply_status_update(job, JobStatus.error, f"the job could not be handed to a worker: {detail}", now)
                 if outcome.applied:
                     await uow.save(job)
-        log.error("dispatch.failed", job_id=entry.job_id, attempts=attempts, error=detail)
+        log.error("dispatch.failed", job_id=entry.job_id, attempts=attempts, kind=kind, error=detail)
         if job is not None and outcome is not None and outcome.entered_terminal and job.user_email:
             await self._email.send(job.user_email, *end_of_job_email(job))
+
+    def _count(self, kind: str, detail: str, *, rejected: bool) -> None:
+        """Count the failure; an ERROR line when a kind of fault of the API starts, and then at most
+        every `FAULT_LOG_INTERVAL` while it lasts (a refused payload is the job's, not the API's)."""
+        self._failures[kind] = self._failures.get(kind, 0) + 1
+        if rejected:
+            return
+        now = time.monotonic()
+        changed = kind != self._fault
+        self._fault, self._fault_detail = kind, detail
+        if changed or now - self._fault_logged.get(kind, -FAULT_LOG_INTERVAL) >= FAULT_LOG_INTERVAL:
+            self._fault_logged[kind] = now
+            log.error(
+                "dispatch.workerfacing_api_fault",
+                kind=kind,
+                error=detail,
+                misconfigured=kind in MISCONFIGURED_KINDS,
+                failures=self._failures[kind],
+                note="jobs stay queued and are retried; fix the cause and they are delivered",
+            )
+
+    def _answered(self) -> None:
+        if self._fault is not None:
+            log.info("dispatch.workerfacing_api_recovered", after=self._fault)
+            self._fault = self._fault_detail = None
+            self._fault_logged.clear()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import msgspec
 
@@ -12,6 +13,7 @@ from decode_userapi.ports.catalog import ApplicationCatalogSource
 from decode_userapi.ports.jobs import JobStats, JobStore
 from decode_userapi.ports.storage import FileStorage
 from decode_userapi.ports.workers import WorkerDispatch
+from decode_userapi.services.dispatcher import DispatchHealth
 
 # A name no user can have (check_username refuses a leading "."): listing it only proves storage answers.
 PROBE_USER = ".readiness-probe"
@@ -30,18 +32,25 @@ class OpsService:
         storage: FileStorage,
         catalog: ApplicationCatalogSource,
         workers: WorkerDispatch,
+        dispatch_health: Callable[[], DispatchHealth] | None = None,
     ) -> None:
         self._store = store
         self._storage = storage
         self._catalog = catalog
         self._workers = workers
+        self._dispatch_health = dispatch_health
 
     async def stats(self) -> JobStats:
         return await self._store.stats()
 
+    def dispatch_health(self) -> DispatchHealth:
+        """What the dispatcher knows of the worker-facing API: its current fault, failures by kind."""
+        return self._dispatch_health() if self._dispatch_health else DispatchHealth(None, None, {})
+
     async def readiness(self) -> Readiness:
         """Database, storage and application config must answer; the worker-facing API is only
-        reported (jobs wait in the outbox while it is away)."""
+        reported (jobs wait in the outbox while it is away), as `misconfigured` while it refuses our key
+        or our URL: no waiting cures that."""
         database, storage, catalog, workers = await asyncio.gather(
             _check(self._store.stats()),
             _check(self._storage_answers()),
@@ -50,7 +59,11 @@ class OpsService:
         )
         checks = {"database": database, "storage": storage, "application_config": catalog}
         ready = all(value == "ok" for value in checks.values())
-        checks["workerfacing_api"] = "ok" if workers is None else f"unreachable ({workers}); jobs wait"
+        health = self.dispatch_health()
+        if health.misconfigured:
+            checks["workerfacing_api"] = f"misconfigured ({health.detail}); jobs wait"
+        else:
+            checks["workerfacing_api"] = "ok" if workers is None else f"unreachable ({workers}); jobs wait"
         return Readiness(ready=ready, checks=checks)
 
     async def _storage_answers(self) -> None:

@@ -24,6 +24,7 @@ from mailjet_rest.client import ApiError, Client
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from decode_userapi.domain.backoff import backoff_delay
 from decode_userapi.domain.errors import DependencyUnavailable
 
 log = structlog.get_logger(__name__)
@@ -133,11 +134,8 @@ class MailjetEmailSender:
         )
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
-        """Mailjet's `Retry-After` if it gave one, else backoff, 2*backoff, ... (±50%); at most max_backoff."""
-        if retry_after is not None:
-            return min(retry_after, self._max_backoff)
-        backoff: float = self._backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
-        return min(backoff, self._max_backoff)
+        """Mailjet's `Retry-After` if it gave one, else backoff, 2*backoff, ... (jittered); at most max_backoff."""
+        return backoff_delay(attempt, random.random(), base=self._backoff, cap=self._max_backoff, retry_after=retry_after)
 
     # --- one attempt, in a worker thread ---
 

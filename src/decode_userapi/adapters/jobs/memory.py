@@ -1,4 +1,4 @@
-"""An in-memory JobStore: dict-backed, with the same behaviour as the SQL store."""
+"""An in-memory JobStore: dict-backed, with the same behaviour as the SQL store; its clock is `clock`."""
 
 from __future__ import annotations
 
@@ -6,14 +6,16 @@ import asyncio
 import copy
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 
+from decode_userapi.adapters.clock import SystemClock
 from decode_userapi.domain.errors import JobNameTaken, NotFound
 from decode_userapi.domain.jobs import DispatchState, DispatchStatus, Job
-from decode_userapi.ports.jobs import JobStats, PendingDispatch
+from decode_userapi.ports.clock import Clock
+from decode_userapi.ports.jobs import DispatchResult, JobStats, PendingDispatch
 
 
 def _stored(job: Job) -> Job:
@@ -26,34 +28,23 @@ def _stored(job: Job) -> Job:
     return stored
 
 
+class _Outbox(msgspec.Struct, frozen=True):
+    payload: dict[str, Any]
+    lease: int = 0
+    lease_until: datetime | None = None
+
+
 class InMemoryJobUnitOfWork:
     """Works on a private copy of the store's table; the store adopts it on commit."""
 
-    def __init__(self, jobs: dict[int, Job], next_id: int, outbox: dict[int, _Outbox]) -> None:
+    def __init__(self, jobs: dict[int, Job], outbox: dict[int, _Outbox], clock: Clock) -> None:
         self.jobs = jobs
-        self.next_id = next_id
         self.outbox = outbox
-
-    async def add(self, job: Job) -> Job:
-        if any(j.user_id == job.user_id and j.job_name == job.job_name for j in self.jobs.values()):
-            raise JobNameTaken(f"you already have a job named {job.job_name!r}")
-        stored = _stored(job)
-        stored.id = self.next_id
-        self.next_id += 1
-        self.jobs[stored.id] = stored
-        return copy.deepcopy(stored)
+        self._clock = clock
 
     async def get(self, job_id: int, *, for_update: bool = False) -> Job | None:
         job = self.jobs.get(job_id)
         return None if job is None else copy.deepcopy(job)
-
-    async def list_for_user(self, user_id: str, *, offset: int, limit: int) -> list[Job]:
-        mine = sorted(
-            (j for j in self.jobs.values() if j.user_id == user_id),
-            key=lambda j: (j.date_created, j.id),
-            reverse=True,
-        )
-        return [copy.deepcopy(j) for j in mine[offset : offset + limit]]
 
     async def save(self, job: Job) -> None:
         if job.id not in self.jobs:
@@ -66,11 +57,8 @@ class InMemoryJobUnitOfWork:
         self.jobs.pop(job_id, None)
         self.outbox.pop(job_id, None)
 
-    async def enqueue_dispatch(self, job_id: int, payload: dict[str, Any], now: datetime) -> None:
-        self.outbox[job_id] = _Outbox(copy.deepcopy(payload), lease_until=None)
-        self._set_dispatch(job_id, DispatchState(next_attempt_at=now.astimezone(UTC)))
-
-    async def claim_dispatches(self, now: datetime, lease_until: datetime, limit: int) -> list[PendingDispatch]:
+    async def claim_dispatches(self, lease_seconds: float, limit: int) -> list[PendingDispatch]:
+        now = self._clock.now()
         due = sorted(
             (job.dispatch.next_attempt_at, job_id)
             for job_id, entry in self.outbox.items()
@@ -81,46 +69,42 @@ class InMemoryJobUnitOfWork:
         )[:limit]
         claimed = []
         for _, job_id in due:
-            entry = self.outbox[job_id]
-            self.outbox[job_id] = _Outbox(entry.payload, lease_until)
-            job = self.jobs[job_id]
-            claimed.append(
-                PendingDispatch(job_id, copy.deepcopy(entry.payload), job.dispatch.attempts, job.date_created)
+            entry = self.outbox[job_id] = msgspec.structs.replace(
+                self.outbox[job_id], lease=self.outbox[job_id].lease + 1, lease_until=now + timedelta(seconds=lease_seconds)
             )
+            job = self.jobs[job_id]
+            claimed.append(PendingDispatch(job_id, entry.lease, copy.deepcopy(entry.payload), job.dispatch.attempts, job.date_created))
         return claimed
 
-    async def record_dispatch(self, job_id: int, state: DispatchState) -> None:
-        if job_id not in self.jobs:
-            return
-        self._set_dispatch(job_id, state)
-        if state.status is DispatchStatus.pending:
-            self.outbox[job_id] = _Outbox(self.outbox[job_id].payload, lease_until=None)
-        else:
-            self.outbox.pop(job_id, None)
-
-
-    def _set_dispatch(self, job_id: int, state: DispatchState) -> None:
+    async def record_dispatch(self, entry: PendingDispatch, result: DispatchResult) -> bool:
+        held = self.outbox.get(entry.job_id)
+        if held is None or held.lease != entry.lease:
+            return False
+        retry = result.status is DispatchStatus.pending
+        next_at = self._clock.now() + timedelta(seconds=result.retry_in or 0.0) if retry else None
+        state = DispatchState(result.status, result.attempts, result.error, next_at)
         # Stored jobs are shared with the committed table until commit: replace, never mutate.
-        self.jobs[job_id] = msgspec.structs.replace(self.jobs[job_id], dispatch=state)
+        self.jobs[entry.job_id] = msgspec.structs.replace(self.jobs[entry.job_id], dispatch=state)
+        if retry:
+            self.outbox[entry.job_id] = msgspec.structs.replace(held, lease_until=None)
+        else:
+            del self.outbox[entry.job_id]
+        return True
 
 
 def _status_fields(job: Job) -> tuple[Any, ...]:
     return job.status, job.date_started, job.date_finished, job.runtime_details
 
 
-class _Outbox(msgspec.Struct, frozen=True):
-    payload: dict[str, Any]
-    lease_until: datetime | None
-
-
 class InMemoryJobStore:
     """Jobs in a dict; ids count from 1 and are never reused. Callers only ever hold copies.
 
     One unit of work runs at a time (a lock held for its whole duration), which is what
-    `get(..., for_update=True)` promises.
+    `get(..., for_update=True)` promises. Due and lease times come from `clock`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._clock = clock or SystemClock()
         self._jobs: dict[int, Job] = {}
         self._outbox: dict[int, _Outbox] = {}
         self._next_id = 1
@@ -129,23 +113,33 @@ class InMemoryJobStore:
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[InMemoryJobUnitOfWork]:
         async with self._lock:
-            uow = InMemoryJobUnitOfWork(dict(self._jobs), self._next_id, dict(self._outbox))
+            uow = InMemoryJobUnitOfWork(dict(self._jobs), dict(self._outbox), self._clock)
             yield uow  # an exception here discards the working copy: rollback
-            self._jobs, self._next_id, self._outbox = uow.jobs, uow.next_id, uow.outbox
+            self._jobs, self._outbox = uow.jobs, uow.outbox
 
     async def get(self, job_id: int) -> Job | None:
         async with self.unit_of_work() as uow:
             return await uow.get(job_id)
 
     async def list_for_user(self, user_id: str, *, offset: int, limit: int) -> list[Job]:
-        async with self.unit_of_work() as uow:
-            return await uow.list_for_user(user_id, offset=offset, limit=limit)
+        async with self._lock:
+            mine = sorted(
+                (j for j in self._jobs.values() if j.user_id == user_id),
+                key=lambda j: (j.date_created, j.id),
+                reverse=True,
+            )
+            return [copy.deepcopy(j) for j in mine[offset : offset + limit]]
 
     async def add_with_dispatch(self, job: Job, payload: dict[str, Any]) -> Job:
-        async with self.unit_of_work() as uow:
-            added = await uow.add(job)
-            await uow.enqueue_dispatch(added.id, payload, job.date_created)  # type: ignore[arg-type]
-            return await uow.get(added.id)  # type: ignore[arg-type,return-value]
+        async with self._lock:
+            if any(j.user_id == job.user_id and j.job_name == job.job_name for j in self._jobs.values()):
+                raise JobNameTaken(f"you already have a job named {job.job_name!r}")
+            stored = _stored(job)
+            stored.id, self._next_id = self._next_id, self._next_id + 1
+            stored.dispatch = DispatchState(next_attempt_at=self._clock.now())
+            self._jobs[stored.id] = stored
+            self._outbox[stored.id] = _Outbox(copy.deepcopy(payload))
+            return copy.deepcopy(stored)
 
     async def replace_status(self, before: Job, after: Job) -> bool:
         async with self.unit_of_work() as uow:

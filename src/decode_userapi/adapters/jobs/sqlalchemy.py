@@ -1,17 +1,18 @@
-"""The JobStore over SQLite or PostgreSQL, with SQLAlchemy Core; rows map to `Job` by hand."""
+"""The JobStore over SQLite or PostgreSQL. Each statement is written once, in SQLAlchemy Core; rows
+map to `Job` by column name (`Query.at`)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
-from sqlalchemy import JSON, Select, delete, func, or_, select, update
+from sqlalchemy import JSON, Float, Text, bindparam, cast, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from decode_userapi.adapters.sql import Database, execute, jobs_table, json_text
+from decode_userapi.adapters.sql import Database, Query, db_now, execute, jobs_table
 from decode_userapi.domain.errors import JobNameTaken, NotFound
 from decode_userapi.domain.jobs import (
     ApplicationSpec,
@@ -22,18 +23,81 @@ from decode_userapi.domain.jobs import (
     JobAttributes,
     JobStatus,
 )
-from decode_userapi.ports.jobs import JobStats, PendingDispatch
-
+from decode_userapi.ports.jobs import DispatchResult, JobStats, PendingDispatch
 
 _c = jobs_table.c
-# Every column but the outbox's bookkeeping, which only the dispatcher reads; in the order
-# `job_from_row` unpacks them (by position: several times cheaper than by name).
-_JOB_COLUMNS = (
-    _c.id, _c.user_id, _c.user_email, _c.job_name, _c.environment, _c.priority,
-    _c.application, _c.version, _c.entrypoint, _c.attributes, _c.hardware, _c.status,
-    _c.date_created, _c.date_started, _c.date_finished, _c.runtime_details,
-    _c.dispatch_status, _c.dispatch_attempts, _c.dispatch_error, _c.dispatch_next_at,
+_STATUSES = {s.value: s for s in JobStatus}  # a dict lookup is several times cheaper than JobStatus(v)
+_DISPATCH_STATUSES = {s.value: s for s in DispatchStatus}
+_STATUS_COLUMNS = ("status", "date_started", "date_finished", "runtime_details")
+_OUTBOX_ONLY = ("dispatch_lease", "dispatch_lease_until", "dispatch_payload")  # the dispatcher's own
+# A job's columns; JSON ones as text, which msgspec decodes straight into their Structs (a driver's
+# JSON decoding would build dicts first).
+_JOB = select(
+    *(cast(c, Text).label(c.name) if isinstance(c.type, JSON) else c for c in _c if c.name not in _OUTBOX_ONLY)
 )
+_GET = Query(_JOB.where(_c.id == bindparam("job_id")))
+_GET_FOR_UPDATE = Query(_GET.statement.with_for_update())  # PostgreSQL; SQLite locks the whole database
+_LIST = Query(  # served by the index (user_id, date_created DESC, id DESC)
+    _JOB.where(_c.user_id == bindparam("user_id"))
+    .order_by(_c.date_created.desc(), _c.id.desc())
+    .offset(bindparam("offset"))
+    .limit(bindparam("limit"))
+)
+_INSERTED = ("dispatch_status", "dispatch_attempts", "dispatch_payload")  # and a job's, all but id and dispatch_*
+# One INSERT, atomic by itself: the job and its outbox entry, due now by the database's clock.
+_INSERT = Query(
+    insert(jobs_table)  # PostgreSQL's construct; SQLite compiles the same ON CONFLICT clause
+    .values(
+        {c.name: bindparam(c.name) for c in _c if c.name in _INSERTED or not c.name.startswith(("id", "dispatch_"))}
+        | {"dispatch_next_at": db_now()}
+    )
+    .on_conflict_do_nothing(index_elements=["user_id", "job_name"])
+    .returning(_c.id, _c.dispatch_next_at)
+)
+_REPLACE_STATUS = Query(  # compare and set: new_* written where the stored values are still old_*
+    update(jobs_table)
+    .where(_c.id == bindparam("job_id"), *(_c[n].is_not_distinct_from(bindparam(f"old_{n}")) for n in _STATUS_COLUMNS))
+    .values({n: bindparam(f"new_{n}") for n in _STATUS_COLUMNS})
+    .returning(_c.id)
+)
+# Due, unleased entries get a new lease token (the fence `record_dispatch` checks) and a lease that
+# ends by the database's clock. Replicas skip the rows another one is claiming (SKIP LOCKED;
+# SQLite has one writer at a time anyway).
+_CLAIM = Query(
+    update(jobs_table)
+    .where(
+        _c.id.in_(
+            select(_c.id)
+            .where(
+                _c.dispatch_status == DispatchStatus.pending.value,
+                _c.dispatch_next_at <= db_now(),
+                or_(_c.dispatch_lease_until.is_(None), _c.dispatch_lease_until <= db_now()),
+            )
+            .order_by(_c.dispatch_next_at)
+            .limit(bindparam("limit"))
+            .with_for_update(skip_locked=True)
+        )
+    )
+    .values(dispatch_lease=_c.dispatch_lease + 1, dispatch_lease_until=db_now(bindparam("lease_seconds", type_=Float)))
+    .returning(_c.id, _c.dispatch_lease, _c.dispatch_payload, _c.dispatch_attempts, _c.date_created)
+)
+
+
+def _record(*, retry: bool) -> Query:
+    """The outcome of an attempt, if the lease token is still the entry's; releases the lease. A
+    delivered or failed entry's payload is not needed again."""
+    retry_at = db_now(bindparam("retry_in", type_=Float))
+    due = {"dispatch_next_at": retry_at} if retry else {"dispatch_next_at": None, "dispatch_payload": None}
+    return Query(
+        update(jobs_table)
+        .where(_c.id == bindparam("job_id"), _c.dispatch_lease == bindparam("lease"), _c.dispatch_status == "pending")
+        .values({n: bindparam(n) for n in ("dispatch_status", "dispatch_attempts", "dispatch_error")})
+        .values(dispatch_lease_until=None, **due)
+        .returning(_c.id)
+    )
+
+
+_RECORD_RETRY, _RECORD_DONE = _record(retry=True), _record(retry=False)
 
 
 def job_to_row(job: Job) -> dict[str, Any]:
@@ -57,181 +121,69 @@ def job_to_row(job: Job) -> dict[str, Any]:
     }
 
 
-T = TypeVar("T")
-_STATUSES = {s.value: s for s in JobStatus}  # a dict lookup is several times cheaper than JobStatus(v)
-_DISPATCH_STATUSES = {s.value: s for s in DispatchStatus}
-_STATUS_COLUMNS = ("status", "date_started", "date_finished", "runtime_details")
-
-
-# `_JOB_COLUMNS` for `Database.fetch` on PostgreSQL; JSON columns as text, which msgspec decodes
-# straight into their Structs (the driver's own JSON decoding would build dicts first).
-_SELECT_JOBS = "SELECT " + ", ".join(
-    f"{c.name}::text" if isinstance(c.type, JSON) else c.name for c in _JOB_COLUMNS
-) + " FROM jobs"
-_GET_SQL = f"{_SELECT_JOBS} WHERE id = $1"
-_INSERT_COLUMNS = (
-    "user_id", "user_email", "job_name", "environment", "priority", "application", "version", "entrypoint",
-    "attributes", "hardware", "status", "date_created", "date_started", "date_finished", "runtime_details",
-    "dispatch_status", "dispatch_attempts", "dispatch_next_at", "dispatch_payload",
-)
-_INSERT_SQL = (
-    f"INSERT INTO jobs ({', '.join(_INSERT_COLUMNS)}) VALUES ("
-    + ", ".join(f"${i}::text::json" if isinstance(_c[n].type, JSON) else f"${i}" for i, n in enumerate(_INSERT_COLUMNS, 1))
-    + ") ON CONFLICT (user_id, job_name) DO NOTHING RETURNING id"
-)
-_REPLACE_STATUS_SQL = (  # compare and set: $1-$4 the new values, $5 the id, $6-$9 the expected ones
-    "UPDATE jobs SET status = $1, date_started = $2, date_finished = $3, runtime_details = $4 "
-    "WHERE id = $5 AND status = $6 AND date_started IS NOT DISTINCT FROM $7 "
-    "AND date_finished IS NOT DISTINCT FROM $8 AND runtime_details IS NOT DISTINCT FROM $9 RETURNING id"
-)
-_LIST_SQL = f"{_SELECT_JOBS} WHERE user_id = $1 ORDER BY date_created DESC, id DESC OFFSET $2 LIMIT $3"
-
-
-def _text_if_json(name: str, value: Any) -> Any:
-    """A parameter for `_INSERT_SQL`: JSON columns are sent as text."""
-    if value is None or not isinstance(_c[name].type, JSON):
-        return value
-    return json_text(value)
-
-
-def _struct(value: Any, kind: type[T]) -> T:
-    """A JSON column's value as `kind`: text (read with `Database.fetch`) or decoded by SQLAlchemy."""
-    return msgspec.json.decode(value, type=kind) if isinstance(value, str) else msgspec.convert(value, kind)
-
-
-def job_from_row(row: Sequence[Any]) -> Job:
-    """A `Job` from a row of `_JOB_COLUMNS`. Runs once per listed job: kept lean on purpose."""
-    (
-        job_id, user_id, user_email, job_name, environment, priority,
-        application, version, entrypoint, attributes, hardware, status,
-        date_created, date_started, date_finished, runtime_details,
-        dispatch_status, dispatch_attempts, dispatch_error, dispatch_next_at,
-    ) = row
+def job_from_row(row: Sequence[Any], at: Any) -> Job:
+    """A `Job` from a row of a job query, read by column name (`at` maps names to indices). Runs
+    once per listed job: kept lean on purpose."""
+    hardware = row[at.hardware]
     return Job(
-        id=job_id,
-        user_id=user_id,
-        user_email=user_email,
-        job_name=job_name,
-        environment=environment,
-        priority=priority,
-        application=ApplicationSpec(application, version, entrypoint),
-        attributes=_struct(attributes, JobAttributes),
-        hardware=None if hardware is None else _struct(hardware, HardwareSpec),
-        status=_STATUSES[status],
-        date_created=date_created,
-        date_started=date_started,
-        date_finished=date_finished,
-        runtime_details=runtime_details,
-        dispatch=DispatchState(_DISPATCH_STATUSES[dispatch_status], dispatch_attempts, dispatch_error, dispatch_next_at),
-    )
-
-
-def _get_statement(job_id: int) -> Select[Any]:
-    return select(*_JOB_COLUMNS).where(_c.id == job_id)
-
-
-def _list_statement(user_id: str, *, offset: int, limit: int) -> Select[Any]:
-    """Served by the index (user_id, date_created DESC, id DESC)."""
-    return (
-        select(*_JOB_COLUMNS)
-        .where(_c.user_id == user_id)
-        .order_by(_c.date_created.desc(), _c.id.desc())
-        .offset(offset)
-        .limit(limit)
+        id=row[at.id],
+        user_id=row[at.user_id],
+        user_email=row[at.user_email],
+        job_name=row[at.job_name],
+        environment=row[at.environment],
+        priority=row[at.priority],
+        application=ApplicationSpec(row[at.application], row[at.version], row[at.entrypoint]),
+        attributes=msgspec.json.decode(row[at.attributes], type=JobAttributes),
+        hardware=None if hardware is None or hardware == "null" else msgspec.json.decode(hardware, type=HardwareSpec),
+        status=_STATUSES[row[at.status]],
+        date_created=row[at.date_created],
+        date_started=row[at.date_started],
+        date_finished=row[at.date_finished],
+        runtime_details=row[at.runtime_details],
+        dispatch=DispatchState(
+            _DISPATCH_STATUSES[row[at.dispatch_status]],
+            row[at.dispatch_attempts],
+            row[at.dispatch_error],
+            row[at.dispatch_next_at],
+        ),
     )
 
 
 class SqlJobUnitOfWork:
     """The job store's operations inside one transaction on one connection."""
 
-    def __init__(self, database: Database, connection: AsyncConnection) -> None:
-        self._database = database
+    def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
 
-    async def add(self, job: Job) -> Job:
-        statement = self._database.insert_or_ignore(jobs_table, job_to_row(job), "user_id", "job_name")
-        job_id = (await execute(self._connection, statement.returning(jobs_table.c.id))).scalar_one_or_none()
-        if job_id is None:
-            raise JobNameTaken(f"you already have a job named {job.job_name!r}")
-        return msgspec.structs.replace(job, id=job_id)
-
     async def get(self, job_id: int, *, for_update: bool = False) -> Job | None:
-        statement = _get_statement(job_id)
-        if for_update:
-            statement = statement.with_for_update()  # PostgreSQL; SQLite locks the whole database anyway
-        row = (await execute(self._connection, statement)).one_or_none()
-        return None if row is None else job_from_row(row)
-
-    async def list_for_user(self, user_id: str, *, offset: int, limit: int) -> list[Job]:
-        statement = _list_statement(user_id, offset=offset, limit=limit)
-        return [job_from_row(row) for row in await execute(self._connection, statement)]
+        query = _GET_FOR_UPDATE if for_update else _GET
+        row = (await execute(self._connection, query.statement, {"job_id": job_id})).one_or_none()
+        return None if row is None else job_from_row(row, query.at)
 
     async def save(self, job: Job) -> None:
         if job.id is None:
             raise ValueError("save() takes a job read from the store; this one has no id")
-        statement = update(jobs_table).where(jobs_table.c.id == job.id).values(**job_to_row(job))
+        statement = update(jobs_table).where(_c.id == job.id).values(**job_to_row(job))
         if (await execute(self._connection, statement)).rowcount == 0:
             raise NotFound(f"job {job.id} not found")
 
     async def delete(self, job_id: int) -> None:
-        await execute(self._connection, delete(jobs_table).where(jobs_table.c.id == job_id))
+        await execute(self._connection, delete(jobs_table).where(_c.id == job_id))
 
-    async def enqueue_dispatch(self, job_id: int, payload: dict[str, Any], now: datetime) -> None:
-        statement = (
-            update(jobs_table)
-            .where(jobs_table.c.id == job_id)
-            .values(
-                dispatch_status=DispatchStatus.pending.value,
-                dispatch_attempts=0,
-                dispatch_error=None,
-                dispatch_next_at=now,
-                dispatch_lease_until=None,
-                dispatch_payload=payload,
-            )
-        )
-        await execute(self._connection, statement)
-
-    async def claim_dispatches(self, now: datetime, lease_until: datetime, limit: int) -> list[PendingDispatch]:
-        c = jobs_table.c
-        due = (
-            select(c.id)
-            .where(
-                c.dispatch_status == DispatchStatus.pending.value,
-                c.dispatch_next_at <= now,
-                or_(c.dispatch_lease_until.is_(None), c.dispatch_lease_until <= now),
-            )
-            .order_by(c.dispatch_next_at)
-            .limit(limit)
-            # Replicas skip the rows another one is claiming; SQLite has one writer at a time anyway.
-            .with_for_update(skip_locked=True)
-        )
-        ids = list((await execute(self._connection, due)).scalars())
-        if not ids:
-            return []
-        claim = (
-            update(jobs_table)
-            .where(c.id.in_(ids))
-            .values(dispatch_lease_until=lease_until)
-            .returning(c.id, c.dispatch_payload, c.dispatch_attempts, c.date_created)
-        )
-        rows = await execute(self._connection, claim)
+    async def claim_dispatches(self, lease_seconds: float, limit: int) -> list[PendingDispatch]:
+        rows = await execute(self._connection, _CLAIM.statement, {"limit": limit, "lease_seconds": lease_seconds})
+        at = _CLAIM.at
         return [
-            PendingDispatch(job_id=r.id, payload=r.dispatch_payload, attempts=r.dispatch_attempts, date_created=r.date_created)
-            for r in rows
+            PendingDispatch(row[at.id], row[at.dispatch_lease], row[at.dispatch_payload], row[at.dispatch_attempts], row[at.date_created])
+            for row in rows
         ]
 
-    async def record_dispatch(self, job_id: int, state: DispatchState) -> None:
-        done = state.status is not DispatchStatus.pending
-        values: dict[str, Any] = {
-            "dispatch_status": state.status.value,
-            "dispatch_attempts": state.attempts,
-            "dispatch_error": state.last_error,
-            "dispatch_next_at": state.next_attempt_at,
-            "dispatch_lease_until": None,
-        }
-        if done:
-            values["dispatch_payload"] = None  # delivered or failed: the payload is not needed again
-        await execute(self._connection, update(jobs_table).where(jobs_table.c.id == job_id).values(**values))
+    async def record_dispatch(self, entry: PendingDispatch, result: DispatchResult) -> bool:
+        retry = result.status is DispatchStatus.pending
+        params = {"job_id": entry.job_id, "lease": entry.lease, "dispatch_status": result.status.value}
+        params |= {"dispatch_attempts": result.attempts, "dispatch_error": result.error, "retry_in": result.retry_in or 0.0}
+        statement = (_RECORD_RETRY if retry else _RECORD_DONE).statement
+        return (await execute(self._connection, statement, params)).first() is not None
 
 
 class SqlJobStore:
@@ -243,62 +195,40 @@ class SqlJobStore:
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[SqlJobUnitOfWork]:
         async with self._database.transaction() as connection:
-            yield SqlJobUnitOfWork(self._database, connection)
+            yield SqlJobUnitOfWork(connection)
 
     async def get(self, job_id: int) -> Job | None:
-        rows = await self._database.fetch(_GET_SQL, (job_id,), lambda: _get_statement(job_id))
-        return job_from_row(rows[0]) if rows else None
+        rows = await self._database.fetch(_GET, {"job_id": job_id})
+        return job_from_row(rows[0], _GET.at) if rows else None
 
     async def list_for_user(self, user_id: str, *, offset: int, limit: int) -> list[Job]:
-        rows = await self._database.fetch(
-            _LIST_SQL,
-            (user_id, offset, limit),
-            lambda: _list_statement(user_id, offset=offset, limit=limit),
-        )
-        return [job_from_row(row) for row in rows]
+        rows = await self._database.fetch(_LIST, {"user_id": user_id, "offset": offset, "limit": limit})
+        return [job_from_row(row, _LIST.at) for row in rows]
 
     async def add_with_dispatch(self, job: Job, payload: dict[str, Any]) -> Job:
-        dispatch = DispatchState(next_attempt_at=job.date_created)
-        values = {
-            **job_to_row(job),
-            "dispatch_status": dispatch.status.value,
-            "dispatch_attempts": dispatch.attempts,
-            "dispatch_next_at": dispatch.next_attempt_at,
-            "dispatch_payload": payload,
-        }
-        rows = await self._database.fetch(  # one INSERT: atomic by itself
-            _INSERT_SQL,
-            [_text_if_json(name, values[name]) for name in _INSERT_COLUMNS],
-            lambda: self._database.insert_or_ignore(jobs_table, values, "user_id", "job_name").returning(_c.id),
-        )
+        outbox = {"dispatch_status": DispatchStatus.pending.value, "dispatch_attempts": 0, "dispatch_payload": payload}
+        rows = await self._database.fetch(_INSERT, job_to_row(job) | outbox)
         if not rows:
             raise JobNameTaken(f"you already have a job named {job.job_name!r}")
-        return msgspec.structs.replace(job, id=rows[0][0], dispatch=dispatch)
+        dispatch = DispatchState(next_attempt_at=rows[0][_INSERT.at.dispatch_next_at])
+        return msgspec.structs.replace(job, id=rows[0][_INSERT.at.id], dispatch=dispatch)
 
     async def replace_status(self, before: Job, after: Job) -> bool:
         old, new = job_to_row(before), job_to_row(after)
-
-        def statement() -> Any:
-            return (
-                update(jobs_table)
-                .where(_c.id == after.id, *(_c[n].is_not_distinct_from(old[n]) for n in _STATUS_COLUMNS))
-                .values({n: new[n] for n in _STATUS_COLUMNS})
-                .returning(_c.id)
-            )
-
-        args = [*(new[n] for n in _STATUS_COLUMNS), after.id, *(old[n] for n in _STATUS_COLUMNS)]
-        return bool(await self._database.fetch(_REPLACE_STATUS_SQL, args, statement))
+        params = {"job_id": after.id}
+        for n in _STATUS_COLUMNS:
+            params[f"old_{n}"], params[f"new_{n}"] = old[n], new[n]
+        return bool(await self._database.fetch(_REPLACE_STATUS, params))
 
     async def stats(self) -> JobStats:
-        c = jobs_table.c
+        by_status: dict[str, int] = {}
+        backlog = 0
         async with self._database.transaction() as connection:
-            counts = await execute(connection, select(c.status, func.count()).group_by(c.status))
-            by_status = {row[0]: row[1] for row in counts}
-            backlog = await execute(
-                connection,
-                select(func.count()).where(c.dispatch_status == DispatchStatus.pending.value),
-            )
-            return JobStats(by_status=by_status, dispatch_backlog=backlog.scalar_one())
+            statement = select(_c.status, _c.dispatch_status, func.count()).group_by(_c.status, _c.dispatch_status)
+            for status, dispatch, count in await execute(connection, statement):
+                by_status[status] = by_status.get(status, 0) + count
+                backlog += count if dispatch == DispatchStatus.pending.value else 0
+        return JobStats(by_status=by_status, dispatch_backlog=backlog)
 
     async def start(self) -> None:
         await self._database.start()

@@ -40,6 +40,17 @@ class Metrics:
         self.backlog = Gauge(
             "decode_userapi_dispatch_backlog", "Jobs not yet handed to the worker-facing API", registry=self.registry
         )
+        self.dispatch_failures = Gauge(
+            "decode_userapi_dispatch_failures",
+            "Failed attempts to hand a job to the worker-facing API since start, by kind",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.workerfacing_api_misconfigured = Gauge(
+            "decode_userapi_workerfacing_api_misconfigured",
+            "1 while the worker-facing API refuses our key or URL (401/403/404/405); jobs wait",
+            registry=self.registry,
+        )
         self.email_failures = Gauge(
             "decode_userapi_email_failures", "Emails that could not be sent since start", registry=self.registry
         )
@@ -109,6 +120,10 @@ def metrics_handler(metrics: Metrics, email_failures: Any) -> Any:
             for status, count in stats.by_status.items():
                 metrics.jobs.labels(status).set(count)
             metrics.backlog.set(stats.dispatch_backlog)
+        dispatch = ops.dispatch_health()
+        for kind, count in dispatch.failures.items():
+            metrics.dispatch_failures.labels(kind).set(count)
+        metrics.workerfacing_api_misconfigured.set(1 if dispatch.misconfigured else 0)
         metrics.email_failures.set(email_failures())
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
