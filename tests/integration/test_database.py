@@ -1,4 +1,5 @@
-"""The SQL adapters' `Database`: URLs, SQLite set-up, and database failures as `StoreUnavailable`."""
+"""The SQL adapters' `Database`: URLs, SQLite set-up, and database failures: `StoreUnavailable` when
+the database cannot serve, `InvalidRequest` for a value it cannot store, bugs raised as they are."""
 
 from __future__ import annotations
 
@@ -6,12 +7,21 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
+import msgspec
 import pytest
+from litestar.testing import AsyncTestClient
+from sqlalchemy import exc
+from structlog.testing import capture_logs
 
 from decode_userapi.adapters.identity.sql_users import SqlUserStore
 from decode_userapi.adapters.jobs.sqlalchemy import SqlJobStore
 from decode_userapi.adapters.sql import Database, async_url
-from decode_userapi.domain.errors import StoreUnavailable
+from decode_userapi.container import build_services
+from decode_userapi.domain.errors import InvalidRequest, StoreUnavailable
+from decode_userapi.entrypoints.http.app import create_app
+from tests.fakes.fixtures import INTERNAL_API_KEY
+from tests.integration.test_job_store import make_job
+from tests.integration.test_resilience import job, login, make_settings
 
 NOTHING_LISTENS = "postgresql://postgres@127.0.0.1:1/none"
 
@@ -89,3 +99,52 @@ async def test_errors_raised_inside_a_unit_of_work_pass_unchanged(sqlite_databas
         async with store.unit_of_work():
             raise ConnectionRefusedError("the worker-facing API is down")
     await store.aclose()
+
+
+async def test_an_unopenable_sqlite_file_raises_store_unavailable(tmp_path: Path) -> None:
+    (tmp_path / "not-a-folder").write_text("")
+    store = SqlJobStore(Database(f"sqlite:///{tmp_path / 'not-a-folder' / 'userapi.db'}"))
+    with pytest.raises(StoreUnavailable):
+        await store.get(1)
+    await store.aclose()
+
+
+async def test_other_sqlite_operational_errors_are_bugs_logged_with_their_statement(tmp_path: Path) -> None:
+    store = SqlJobStore(Database(f"sqlite:///{tmp_path / 'userapi.db'}"))
+    await store.start()
+    with closing(sqlite3.connect(tmp_path / "userapi.db")) as connection:
+        connection.execute("DROP TABLE jobs")  # what a bug in a migration would do
+    with capture_logs() as logs, pytest.raises(exc.OperationalError, match="no such table"):
+        await store.list_for_user("alice", offset=0, limit=10)
+    (logged,) = [e for e in logs if e["event"] == "database.error"]
+    assert logged["log_level"] == "error" and "FROM jobs" in logged["statement"]
+    await store.aclose()
+
+
+@pytest.mark.postgres
+async def test_a_value_postgresql_cannot_store_is_invalid_request(postgres_database_url: str) -> None:
+    store = SqlJobStore(Database(postgres_database_url))
+    await store.start()
+    job = await store.add_with_dispatch(make_job("nul"), {"job": {}})
+    with_nul = msgspec.structs.replace(job, runtime_details="half\x00way")
+    with pytest.raises(InvalidRequest, match="0x00"):
+        await store.replace_status(job, with_nul)  # asyncpg's fast path
+    async with store.unit_of_work() as uow:  # and SQLAlchemy's
+        with pytest.raises(InvalidRequest):
+            await uow.save(with_nul)
+    with pytest.raises(InvalidRequest):
+        await store.add_with_dispatch(make_job("nul\x00name"), {"job": {}})
+    assert await store.get(job.id) == job  # type: ignore[arg-type]
+    await store.aclose()
+
+
+@pytest.mark.postgres
+async def test_over_http_a_nul_is_422_not_500(tmp_path: Path, postgres_database_url: str, fake_workerfacing) -> None:
+    app = create_app(build_services(make_settings(tmp_path, postgres_database_url, fake_workerfacing.url)))
+    async with AsyncTestClient(app=app) as client:
+        headers = await login(client)
+        job_id = (await client.post("/jobs", headers=headers, json=job("nul"))).json()["id"]
+        update = {"job_id": job_id, "status": "running", "runtime_details": "half\u0000way"}
+        r = await client.put("/_job_status", headers={"x-api-key": INTERNAL_API_KEY}, json=update)
+        assert r.status_code == 422 and "0x00" in r.json()["detail"], r.text
+        assert (await client.get(f"/jobs/{job_id}", headers=headers)).json()["status"] == "queued"

@@ -1,10 +1,12 @@
 """The JobStore over SQLite or PostgreSQL. Each statement is written once, in SQLAlchemy Core; rows
-map to `Job` by column name (`Query.at`)."""
+map to `Job` by column name (`Query.reader`)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
+from inspect import signature
 from typing import Any
 
 import msgspec
@@ -79,7 +81,10 @@ _CLAIM = Query(
         )
     )
     .values(dispatch_lease=_c.dispatch_lease + 1, dispatch_lease_until=db_now(bindparam("lease_seconds", type_=Float)))
-    .returning(_c.id, _c.dispatch_lease, _c.dispatch_payload, _c.dispatch_attempts, _c.date_created)
+    .returning(
+        _c.id.label("job_id"), _c.dispatch_lease.label("lease"), _c.dispatch_payload.label("payload"),
+        _c.dispatch_attempts.label("attempts"), _c.date_created,
+    )  # fmt: skip
 )
 
 
@@ -100,53 +105,51 @@ def _record(*, retry: bool) -> Query:
 _RECORD_RETRY, _RECORD_DONE = _record(retry=True), _record(retry=False)
 
 
+_SAME = ("user_id", "user_email", "job_name", "environment", "priority", "runtime_details", *_STATUS_COLUMNS[1:3])
+
+
 def job_to_row(job: Job) -> dict[str, Any]:
     """The `jobs` columns for `job`, except `id` and the dispatch columns (the outbox's own)."""
-    return {
-        "user_id": job.user_id,
-        "user_email": job.user_email,
-        "job_name": job.job_name,
-        "environment": job.environment,
-        "priority": job.priority,
-        "application": job.application.application,
-        "version": job.application.version,
-        "entrypoint": job.application.entrypoint,
-        "attributes": msgspec.to_builtins(job.attributes),
-        "hardware": None if job.hardware is None else msgspec.to_builtins(job.hardware),
-        "status": job.status.value,
-        "date_created": job.date_created,
-        "date_started": job.date_started,
-        "date_finished": job.date_finished,
-        "runtime_details": job.runtime_details,
-    }
+    app, hardware = job.application, job.hardware
+    return {name: getattr(job, name) for name in _SAME} | {
+        "application": app.application, "version": app.version, "entrypoint": app.entrypoint,
+        "attributes": msgspec.to_builtins(job.attributes), "status": job.status.value, "date_created": job.date_created,
+        "hardware": None if hardware is None else msgspec.to_builtins(hardware),
+    }  # fmt: skip
 
 
-def job_from_row(row: Sequence[Any], at: Any) -> Job:
-    """A `Job` from a row of a job query, read by column name (`at` maps names to indices). Runs
-    once per listed job: kept lean on purpose."""
-    hardware = row[at.hardware]
+def _job(
+    id: int, user_id: str, user_email: str | None, job_name: str, environment: str | None, priority: int,
+    application: str, version: str, entrypoint: str, attributes: str, hardware: str | None, status: str,
+    date_created: datetime, date_started: datetime | None, date_finished: datetime | None,
+    runtime_details: str | None, dispatch_status: str, dispatch_attempts: int, dispatch_error: str | None,
+    dispatch_next_at: datetime | None,
+) -> Job:  # fmt: skip
+    """A `Job` from the columns of a job query, passed by name: each parameter is named after its
+    column, and `_READ` fetches them from a row by those names. Runs once per listed job: kept lean."""
     return Job(
-        id=row[at.id],
-        user_id=row[at.user_id],
-        user_email=row[at.user_email],
-        job_name=row[at.job_name],
-        environment=row[at.environment],
-        priority=row[at.priority],
-        application=ApplicationSpec(row[at.application], row[at.version], row[at.entrypoint]),
-        attributes=msgspec.json.decode(row[at.attributes], type=JobAttributes),
+        id=id,
+        user_id=user_id,
+        user_email=user_email,
+        job_name=job_name,
+        environment=environment,
+        priority=priority,
+        application=ApplicationSpec(application, version, entrypoint),
+        attributes=msgspec.json.decode(attributes, type=JobAttributes),
         hardware=None if hardware is None or hardware == "null" else msgspec.json.decode(hardware, type=HardwareSpec),
-        status=_STATUSES[row[at.status]],
-        date_created=row[at.date_created],
-        date_started=row[at.date_started],
-        date_finished=row[at.date_finished],
-        runtime_details=row[at.runtime_details],
-        dispatch=DispatchState(
-            _DISPATCH_STATUSES[row[at.dispatch_status]],
-            row[at.dispatch_attempts],
-            row[at.dispatch_error],
-            row[at.dispatch_next_at],
-        ),
+        status=_STATUSES[status],
+        date_created=date_created,
+        date_started=date_started,
+        date_finished=date_finished,
+        runtime_details=runtime_details,
+        dispatch=DispatchState(_DISPATCH_STATUSES[dispatch_status], dispatch_attempts, dispatch_error, dispatch_next_at),
     )
+
+
+# For each job query, its rows' values in `_job`'s parameter order, looked up by name once.
+_READ = {q: q.reader(*signature(_job).parameters) for q in (_GET, _GET_FOR_UPDATE, _LIST)}
+_READ_CLAIM = _CLAIM.reader(*signature(PendingDispatch).parameters)
+_READ_ADDED = _INSERT.reader("id", "dispatch_next_at")
 
 
 class SqlJobUnitOfWork:
@@ -158,7 +161,7 @@ class SqlJobUnitOfWork:
     async def get(self, job_id: int, *, for_update: bool = False) -> Job | None:
         query = _GET_FOR_UPDATE if for_update else _GET
         row = (await execute(self._connection, query.statement, {"job_id": job_id})).one_or_none()
-        return None if row is None else job_from_row(row, query.at)
+        return None if row is None else _job(*_READ[query](row))
 
     async def save(self, job: Job) -> None:
         if job.id is None:
@@ -172,11 +175,7 @@ class SqlJobUnitOfWork:
 
     async def claim_dispatches(self, lease_seconds: float, limit: int) -> list[PendingDispatch]:
         rows = await execute(self._connection, _CLAIM.statement, {"limit": limit, "lease_seconds": lease_seconds})
-        at = _CLAIM.at
-        return [
-            PendingDispatch(row[at.id], row[at.dispatch_lease], row[at.dispatch_payload], row[at.dispatch_attempts], row[at.date_created])
-            for row in rows
-        ]
+        return [PendingDispatch(*_READ_CLAIM(row)) for row in rows]
 
     async def record_dispatch(self, entry: PendingDispatch, result: DispatchResult) -> bool:
         retry = result.status is DispatchStatus.pending
@@ -199,25 +198,25 @@ class SqlJobStore:
 
     async def get(self, job_id: int) -> Job | None:
         rows = await self._database.fetch(_GET, {"job_id": job_id})
-        return job_from_row(rows[0], _GET.at) if rows else None
+        return _job(*_READ[_GET](rows[0])) if rows else None
 
     async def list_for_user(self, user_id: str, *, offset: int, limit: int) -> list[Job]:
         rows = await self._database.fetch(_LIST, {"user_id": user_id, "offset": offset, "limit": limit})
-        return [job_from_row(row, _LIST.at) for row in rows]
+        read = _READ[_LIST]
+        return [_job(*read(row)) for row in rows]
 
     async def add_with_dispatch(self, job: Job, payload: dict[str, Any]) -> Job:
         outbox = {"dispatch_status": DispatchStatus.pending.value, "dispatch_attempts": 0, "dispatch_payload": payload}
         rows = await self._database.fetch(_INSERT, job_to_row(job) | outbox)
         if not rows:
             raise JobNameTaken(f"you already have a job named {job.job_name!r}")
-        dispatch = DispatchState(next_attempt_at=rows[0][_INSERT.at.dispatch_next_at])
-        return msgspec.structs.replace(job, id=rows[0][_INSERT.at.id], dispatch=dispatch)
+        job_id, due = _READ_ADDED(rows[0])
+        return msgspec.structs.replace(job, id=job_id, dispatch=DispatchState(next_attempt_at=due))
 
     async def replace_status(self, before: Job, after: Job) -> bool:
-        old, new = job_to_row(before), job_to_row(after)
-        params = {"job_id": after.id}
-        for n in _STATUS_COLUMNS:
-            params[f"old_{n}"], params[f"new_{n}"] = old[n], new[n]
+        params = {"job_id": after.id, "old_status": before.status.value, "new_status": after.status.value}
+        for name in _STATUS_COLUMNS[1:]:
+            params["old_" + name], params["new_" + name] = getattr(before, name), getattr(after, name)
         return bool(await self._database.fetch(_REPLACE_STATUS, params))
 
     async def stats(self) -> JobStats:

@@ -1,0 +1,113 @@
+"""CPU per call of the job store's hot paths on PostgreSQL, in process (no HTTP, no load generator).
+
+    PYTHONPATH=<checkout>/src python bench/store_cpu.py [--url postgresql://postgres@127.0.0.1:5432/postgres]
+        [--calls 2000] [--rounds 5]
+
+Measures, with `time.process_time()` (this process's CPU: the driver, SQLAlchemy, msgspec, our
+mapping; not the server's), what `GET /jobs?limit=100` costs the store (`list_for_user`, 100 jobs)
+and what `PUT /_job_status` costs it (`get` then `replace_status`). It uses only the JobStore API
+that every checkout since the outbox has, so the same script compares two checkouts (A/B): each
+gets a scratch database of its own (the schema revisions may differ). Prints one JSON line with the
+median of `rounds` rounds of `calls` calls each, in microseconds of CPU per call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import statistics
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import msgspec
+
+import decode_userapi
+from decode_userapi.adapters.jobs.sqlalchemy import SqlJobStore
+from decode_userapi.adapters.sql import Database
+from decode_userapi.domain.jobs import ApplicationSpec, FilesDown, HardwareSpec, Job, JobAttributes
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+PAYLOAD = {"job": {"app": {"cmd": ["run"], "env": {}}, "meta": {}}, "paths_upload": {"output": "/o"}}
+
+
+def job(i: int) -> Job:
+    return Job(
+        user_id="alice",
+        user_email="alice@example.org",
+        job_name=f"job-{i:04d}",
+        environment="cloud",
+        priority=1,
+        application=ApplicationSpec("decode", "v0_10_1", "train"),
+        attributes=JobAttributes(
+            files_down=FilesDown(config_id="run1", data_ids=["run1", "run2"]), env_vars={"SEED": str(i)}
+        ),
+        hardware=HardwareSpec(cpu_cores=4, memory=16000, gpu_model="A100"),
+        date_created=T0 + timedelta(seconds=i),
+        runtime_details="pulled by worker 3",
+    )
+
+
+async def scratch_database(admin_url: str) -> str:
+    """A fresh database named after this checkout, so A and B never share a schema."""
+    checkout = Path(decode_userapi.__file__).resolve().parents[2]
+    name = "store_cpu_" + hashlib.sha1(str(checkout).encode()).hexdigest()[:10]
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+async def cpu_per_call(calls: int, call: object) -> float:
+    started = time.process_time()
+    for i in range(calls):
+        await call(i)  # type: ignore[operator]
+    return (time.process_time() - started) / calls * 1e6
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    url = await scratch_database(args.url)
+    store = SqlJobStore(Database(url, pool_size=2))
+    await store.start()
+    try:
+        jobs = [await store.add_with_dispatch(job(i), PAYLOAD) for i in range(101)]
+        target = jobs[0].id
+        assert target is not None and len(await store.list_for_user("alice", offset=0, limit=100)) == 100
+
+        async def list_page(i: int) -> None:
+            await store.list_for_user("alice", offset=0, limit=100)
+
+        async def status_update(i: int) -> None:  # what PUT /_job_status does: read, compare and set
+            current = await store.get(target)
+            assert current is not None
+            changed = msgspec.structs.replace(current, runtime_details=f"tick {i}")
+            assert await store.replace_status(current, changed)
+
+        for call in (list_page, status_update):  # warm up: pool, prepared statements, compiled SQL
+            await cpu_per_call(50, call)
+        results: dict[str, list[float]] = {"list_100": [], "get_replace_status": []}
+        for _ in range(args.rounds):  # interleaved, so drifts of a shared machine hit both alike
+            results["list_100"].append(await cpu_per_call(max(1, args.calls // 10), list_page))
+            results["get_replace_status"].append(await cpu_per_call(args.calls, status_update))
+        print(json.dumps({
+            "checkout": str(Path(decode_userapi.__file__).resolve().parents[2]),
+            **{f"{k}_cpu_us": round(statistics.median(v), 1) for k, v in results.items()},
+            "rounds": {k: [round(x, 1) for x in v] for k, v in results.items()},
+        }))  # fmt: skip
+    finally:
+        await store.aclose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
