@@ -4,6 +4,8 @@ what the job's dispatch state says after each attempt."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -125,3 +127,45 @@ def test_backoff_doubles_is_capped_jittered_and_honours_retry_after():
     for attempt, jitter in ((0, 0.5), (1, 1.0), (1, -0.1)):
         with pytest.raises(ValueError):
             backoff_delay(attempt, jitter, base=1, cap=30)
+
+
+class FailingBookkeeping:
+    """A job store whose outcome records fail for one job (a deadlock, a dropped connection...)."""
+
+    def __init__(self, inner: InMemoryJobStore, bad_job: int) -> None:
+        self._inner, self._bad = inner, bad_job
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[Any]:
+        async with self._inner.unit_of_work() as uow:
+            yield _FailingRecords(uow, self._bad)
+
+
+class _FailingRecords:
+    def __init__(self, uow: Any, bad_job: int) -> None:
+        self._uow, self._bad = uow, bad_job
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._uow, name)
+
+    async def record_dispatch(self, entry: Any, result: Any) -> bool:
+        if entry.job_id == self._bad:
+            raise RuntimeError("the bookkeeping of this one entry failed")
+        return await self._uow.record_dispatch(entry, result)
+
+
+async def test_one_entrys_failed_bookkeeping_never_resends_the_others(services):
+    ids = [await submit(services, f"run{i}") for i in range(3)]
+    store, clock, workers = services.adapters.job_store(), services.adapters.clock(), services.adapters.worker_dispatch()
+    flaky = FailingBookkeeping(store, bad_job=ids[1])
+    dispatcher = Dispatcher(flaky, workers, clock, services.adapters.email_sender(), lease=60, attempt_timeout=5, run_in_background=False)  # type: ignore[arg-type]
+    with capture_logs() as logs:
+        assert await dispatcher.run_once() == 3
+    assert [e["job_id"] for e in logs if e["event"] == "dispatch.record_failed"] == [ids[1]]
+    states = [(await services.jobs().get(ALICE, i)).dispatch.status for i in ids]
+    assert states == [DispatchStatus.sent, DispatchStatus.pending, DispatchStatus.sent]
+    assert await dispatcher.run_once() == 0  # leased until the lease runs out
+    clock.advance(61)
+    assert await services.dispatcher().run_once() == 1  # only that entry is sent again
+    sent = [p["job"]["meta"]["job_id"] for p in workers.submitted]
+    assert sorted(sent) == sorted([*ids, ids[1]])

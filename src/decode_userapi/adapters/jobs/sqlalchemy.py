@@ -1,5 +1,5 @@
 """The JobStore over SQLite or PostgreSQL. Each statement is written once, in SQLAlchemy Core; rows
-map to `Job` by column name (`Query.reader`)."""
+map to Structs by column name."""
 
 from __future__ import annotations
 
@@ -31,11 +31,41 @@ _c = jobs_table.c
 _STATUSES = {s.value: s for s in JobStatus}  # a dict lookup is several times cheaper than JobStatus(v)
 _DISPATCH_STATUSES = {s.value: s for s in DispatchStatus}
 _STATUS_COLUMNS = ("status", "date_started", "date_finished", "runtime_details")
-_OUTBOX_ONLY = ("dispatch_lease", "dispatch_lease_until", "dispatch_payload")  # the dispatcher's own
-# A job's columns; JSON ones as text, which msgspec decodes straight into their Structs (a driver's
-# JSON decoding would build dicts first).
+
+
+def _job(
+    id: int, user_id: str, user_email: str | None, job_name: str, environment: str | None, priority: int,
+    application: str, version: str, entrypoint: str, attributes: str, hardware: str | None, status: str,
+    date_created: datetime, date_started: datetime | None, date_finished: datetime | None,
+    runtime_details: str | None, dispatch_status: str, dispatch_attempts: int, dispatch_error: str | None,
+    dispatch_next_at: datetime | None,
+) -> Job:  # fmt: skip
+    """A `Job` from a row of a job query. Each parameter is named after its column, and the queries
+    select exactly these columns in this order (`_JOB`), so `_job(*row)` maps them by name. Runs
+    once per listed job: kept lean."""
+    return Job(
+        id=id,
+        user_id=user_id,
+        user_email=user_email,
+        job_name=job_name,
+        environment=environment,
+        priority=priority,
+        application=ApplicationSpec(application, version, entrypoint),
+        attributes=msgspec.json.decode(attributes, type=JobAttributes),
+        hardware=None if hardware is None or hardware == "null" else msgspec.json.decode(hardware, type=HardwareSpec),
+        status=_STATUSES[status],
+        date_created=date_created,
+        date_started=date_started,
+        date_finished=date_finished,
+        runtime_details=runtime_details,
+        dispatch=DispatchState(_DISPATCH_STATUSES[dispatch_status], dispatch_attempts, dispatch_error, dispatch_next_at),
+    )
+
+
+# A job's columns, selected in the order of `_job`'s parameters; JSON ones as text, which msgspec
+# decodes straight into their Structs (a driver's JSON decoding would build dicts first).
 _JOB = select(
-    *(cast(c, Text).label(c.name) if isinstance(c.type, JSON) else c for c in _c if c.name not in _OUTBOX_ONLY)
+    *(cast(c, Text).label(c.name) if isinstance(c.type, JSON) else c for c in (_c[n] for n in signature(_job).parameters))
 )
 _GET = Query(_JOB.where(_c.id == bindparam("job_id")))
 _GET_FOR_UPDATE = Query(_GET.statement.with_for_update())  # PostgreSQL; SQLite locks the whole database
@@ -45,7 +75,7 @@ _LIST = Query(  # served by the index (user_id, date_created DESC, id DESC)
     .offset(bindparam("offset"))
     .limit(bindparam("limit"))
 )
-_INSERTED = ("dispatch_status", "dispatch_attempts", "dispatch_payload")  # and a job's, all but id and dispatch_*
+_INSERTED = ("dispatch_status", "dispatch_attempts", "dispatch_payload")  # and a job's, but id and dispatch_*
 # One INSERT, atomic by itself: the job and its outbox entry, due now by the database's clock.
 _INSERT = Query(
     insert(jobs_table)  # PostgreSQL's construct; SQLite compiles the same ON CONFLICT clause
@@ -65,6 +95,11 @@ _REPLACE_STATUS = Query(  # compare and set: new_* written where the stored valu
 # Due, unleased entries get a new lease token (the fence `record_dispatch` checks) and a lease that
 # ends by the database's clock. Replicas skip the rows another one is claiming (SKIP LOCKED;
 # SQLite has one writer at a time anyway).
+# A claimed entry's columns, named and ordered as `PendingDispatch`'s fields: `PendingDispatch(*row)`.
+_CLAIMED = {
+    "job_id": _c.id, "lease": _c.dispatch_lease, "payload": _c.dispatch_payload, "attempts": _c.dispatch_attempts,
+    "date_created": _c.date_created,
+}  # fmt: skip
 _CLAIM = Query(
     update(jobs_table)
     .where(
@@ -81,10 +116,7 @@ _CLAIM = Query(
         )
     )
     .values(dispatch_lease=_c.dispatch_lease + 1, dispatch_lease_until=db_now(bindparam("lease_seconds", type_=Float)))
-    .returning(
-        _c.id.label("job_id"), _c.dispatch_lease.label("lease"), _c.dispatch_payload.label("payload"),
-        _c.dispatch_attempts.label("attempts"), _c.date_created,
-    )  # fmt: skip
+    .returning(*(_CLAIMED[name].label(name) for name in signature(PendingDispatch).parameters))
 )
 
 
@@ -118,37 +150,6 @@ def job_to_row(job: Job) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _job(
-    id: int, user_id: str, user_email: str | None, job_name: str, environment: str | None, priority: int,
-    application: str, version: str, entrypoint: str, attributes: str, hardware: str | None, status: str,
-    date_created: datetime, date_started: datetime | None, date_finished: datetime | None,
-    runtime_details: str | None, dispatch_status: str, dispatch_attempts: int, dispatch_error: str | None,
-    dispatch_next_at: datetime | None,
-) -> Job:  # fmt: skip
-    """A `Job` from the columns of a job query, passed by name: each parameter is named after its
-    column, and `_READ` fetches them from a row by those names. Runs once per listed job: kept lean."""
-    return Job(
-        id=id,
-        user_id=user_id,
-        user_email=user_email,
-        job_name=job_name,
-        environment=environment,
-        priority=priority,
-        application=ApplicationSpec(application, version, entrypoint),
-        attributes=msgspec.json.decode(attributes, type=JobAttributes),
-        hardware=None if hardware is None or hardware == "null" else msgspec.json.decode(hardware, type=HardwareSpec),
-        status=_STATUSES[status],
-        date_created=date_created,
-        date_started=date_started,
-        date_finished=date_finished,
-        runtime_details=runtime_details,
-        dispatch=DispatchState(_DISPATCH_STATUSES[dispatch_status], dispatch_attempts, dispatch_error, dispatch_next_at),
-    )
-
-
-# For each job query, its rows' values in `_job`'s parameter order, looked up by name once.
-_READ = {q: q.reader(*signature(_job).parameters) for q in (_GET, _GET_FOR_UPDATE, _LIST)}
-_READ_CLAIM = _CLAIM.reader(*signature(PendingDispatch).parameters)
 _READ_ADDED = _INSERT.reader("id", "dispatch_next_at")
 
 
@@ -161,7 +162,7 @@ class SqlJobUnitOfWork:
     async def get(self, job_id: int, *, for_update: bool = False) -> Job | None:
         query = _GET_FOR_UPDATE if for_update else _GET
         row = (await execute(self._connection, query.statement, {"job_id": job_id})).one_or_none()
-        return None if row is None else _job(*_READ[query](row))
+        return None if row is None else _job(*row)
 
     async def save(self, job: Job) -> None:
         if job.id is None:
@@ -175,7 +176,7 @@ class SqlJobUnitOfWork:
 
     async def claim_dispatches(self, lease_seconds: float, limit: int) -> list[PendingDispatch]:
         rows = await execute(self._connection, _CLAIM.statement, {"limit": limit, "lease_seconds": lease_seconds})
-        return [PendingDispatch(*_READ_CLAIM(row)) for row in rows]
+        return [PendingDispatch(*row) for row in rows]
 
     async def record_dispatch(self, entry: PendingDispatch, result: DispatchResult) -> bool:
         retry = result.status is DispatchStatus.pending
@@ -198,12 +199,11 @@ class SqlJobStore:
 
     async def get(self, job_id: int) -> Job | None:
         rows = await self._database.fetch(_GET, {"job_id": job_id})
-        return _job(*_READ[_GET](rows[0])) if rows else None
+        return _job(*rows[0]) if rows else None
 
     async def list_for_user(self, user_id: str, *, offset: int, limit: int) -> list[Job]:
         rows = await self._database.fetch(_LIST, {"user_id": user_id, "offset": offset, "limit": limit})
-        read = _READ[_LIST]
-        return [_job(*read(row)) for row in rows]
+        return [_job(*row) for row in rows]
 
     async def add_with_dispatch(self, job: Job, payload: dict[str, Any]) -> Job:
         outbox = {"dispatch_status": DispatchStatus.pending.value, "dispatch_attempts": 0, "dispatch_payload": payload}
