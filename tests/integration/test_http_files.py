@@ -305,6 +305,10 @@ async def test_upload_of_several_files_is_all_or_nothing(client, alice, settings
     files = [("file", ("a.tif", b"a")), ("file", ("..", b"b"))]
     r = await client.post("/files/data/set/upload", headers=alice.headers, files=files)
     assert r.status_code == 422
+    # A folder upload whose subfolders hold files of one name: refused, rather than one replacing the other.
+    files = [("file", ("run/a/frame.tif", b"a")), ("file", ("run/b/frame.tif", b"b"))]
+    r = await client.post("/files/data/set/upload", headers=alice.headers, files=files)
+    assert r.status_code == 409 and "frame.tif" in r.json()["detail"]
     listing = await client.get("/files/data/?recursive=true&show_dirs=false", headers=alice.headers)
     assert listing.json() == []
     assert [k for k in raw_storage.keys(raw_storage.uri(alice, "data/")) if not k.endswith("/")] == []

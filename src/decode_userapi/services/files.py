@@ -83,10 +83,15 @@ class FileService:
     ) -> list[FileInfo]:
         """Store each (filename, chunks) in turn, as `upload` does; all or none: when one fails, the
         files this call already stored are deleted again (a file one of them had replaced is not
-        brought back)."""
+        brought back). A name given twice is refused (409) rather than one file silently replacing
+        the other (a folder upload whose subfolders hold files of the same name)."""
         stored: list[FileInfo] = []
+        names: set[str] = set()
         try:
             async for filename, chunks in files:
+                if filename in names:
+                    raise Conflict(f"{filename!r} appears more than once in this upload")
+                names.add(filename)
                 stored.append(await self.upload(principal, folder, filename, chunks))
         except BaseException:
             for info in stored:
