@@ -26,8 +26,11 @@ from decode_userapi.adapters.identity.memory_users import InMemoryUserStore
 from decode_userapi.adapters.identity.sql_users import SqlUserStore
 from decode_userapi.adapters.jobs.memory import InMemoryJobStore
 from decode_userapi.adapters.jobs.sqlalchemy import SqlJobStore
+from decode_userapi.adapters.secrets import SecretError as SecretError  # re-exported for the CLI
 from decode_userapi.adapters.secrets import resolve_secret
 from decode_userapi.adapters.sql import Database
+from decode_userapi.adapters.sql import SchemaNotCurrent as SchemaNotCurrent  # re-exported for the CLI
+from decode_userapi.adapters.sql import head_revision as head_revision  # re-exported for the CLI
 from decode_userapi.adapters.storage.local import LocalFileStorage
 from decode_userapi.adapters.storage.memory import InMemoryFileStorage
 from decode_userapi.adapters.workers.http import HttpWorkerDispatch
@@ -38,6 +41,7 @@ from decode_userapi.services.dispatcher import Dispatcher
 from decode_userapi.services.files import FileService
 from decode_userapi.services.jobs import JobService
 from decode_userapi.services.ops import OpsService
+from decode_userapi.services.users import UserService
 
 def _lazy(module: str, name: str) -> Callable[..., Any]:
     """Build `module.name` when first needed: the AWS and Mailjet adapters pull in aioboto3 and
@@ -118,6 +122,8 @@ class Adapters(containers.DeclarativeContainer):
             jwks_url=settings.provided.cognito_jwks_url,
         ),
     )
+    # The accounts this service keeps itself: the built-in identity's; Cognito keeps its own.
+    accounts = providers.Selector(settings.provided.identity, builtin=user_store, cognito=providers.Object(None))
     catalog = providers.Selector(
         providers.Callable(_catalog_source, settings),
         file=providers.Singleton(YamlFileCatalogSource, path=settings.provided.application_config_file),
@@ -157,6 +163,7 @@ class InMemoryAdapters(containers.DeclarativeContainer):
     identity = providers.Singleton(
         BuiltinIdentityProvider, users=user_store, signing_key=b"in-memory-signing-key-0123456789abcdef"
     )
+    accounts = user_store
     catalog = providers.Selector(
         providers.Callable(_catalog_source, settings),
         file=providers.Singleton(YamlFileCatalogSource, path=settings.provided.application_config_file),
@@ -174,7 +181,8 @@ def _retry_policy(settings: Settings) -> RetryPolicy:
 
 
 class Services(containers.DeclarativeContainer):
-    """The use cases, over whichever adapters were given."""
+    """The use cases, over whichever adapters were given: one of each per container (they keep no
+    per-request state, and a factory would resolve a dozen providers on every request)."""
 
     settings = providers.Dependency(instance_of=Settings)
     adapters = providers.DependenciesContainer()
@@ -190,7 +198,7 @@ class Services(containers.DeclarativeContainer):
         attempt_timeout=settings.provided.workerfacing_api_timeout_seconds,
         run_in_background=background_dispatch,
     )
-    jobs = providers.Factory(
+    jobs = providers.Singleton(
         JobService,
         store=adapters.job_store,
         storage=adapters.file_storage,
@@ -199,10 +207,10 @@ class Services(containers.DeclarativeContainer):
         clock=adapters.clock,
         dispatch_now=dispatcher.provided.wake,
     )
-    files = providers.Factory(
+    files = providers.Singleton(
         FileService, storage=adapters.file_storage, quota_bytes=settings.provided.user_quota_bytes
     )
-    ops = providers.Factory(
+    ops = providers.Singleton(
         OpsService,
         store=adapters.job_store,
         storage=adapters.file_storage,
@@ -210,6 +218,7 @@ class Services(containers.DeclarativeContainer):
         workers=adapters.worker_dispatch,
         dispatch_health=dispatcher.provided.health,
     )
+    users = providers.Singleton(UserService, identity=adapters.identity, accounts=adapters.accounts)
 
 
 def resolve_secrets(settings: Settings) -> Settings:
@@ -218,15 +227,15 @@ def resolve_secrets(settings: Settings) -> Settings:
     return msgspec.structs.replace(settings, **resolved)
 
 
-def database_url(settings: Settings) -> str:
-    """The database URL with `{}` replaced by the resolved DATABASE_SECRET (for `db` commands)."""
-    return _database_url(resolve_secrets(settings))
+def build_adapters(settings: Settings) -> Adapters:
+    """The real adapters chosen by `settings` (secrets resolved here, once), none started yet."""
+    return Adapters(settings=resolve_secrets(settings))
 
 
 def build_services(settings: Settings) -> Services:
-    """Production wiring: real adapters chosen by `settings` (secrets resolved here, once)."""
-    settings = resolve_secrets(settings)
-    return Services(settings=settings, adapters=Adapters(settings=settings))
+    """Production wiring: the use cases over `build_adapters(settings)`."""
+    adapters = build_adapters(settings)
+    return Services(settings=adapters.settings(), adapters=adapters)
 
 
 def in_memory_services(settings: Settings | None = None, *, background_dispatch: bool = True) -> Services:

@@ -30,6 +30,9 @@ def test_user_commands(tmp_path):
     r = cli(tmp_path, "user", "list")
     assert r.stdout.splitlines() == ["ada@example.org  email=ada@example.org  groups=users,lab1"]
     assert cli(tmp_path, "user", "add-group", "nobody", "x").returncode == 1
+    r = cli(tmp_path, "user", "create", ".hidden", "--password", "analytical-1")
+    assert r.returncode == 1 and "'.'" in r.stderr
+    assert ".hidden" not in cli(tmp_path, "user", "list").stdout
 
 
 def test_apps_commands(tmp_path):

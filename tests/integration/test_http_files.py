@@ -59,7 +59,7 @@ async def test_list_errors(client, alice):
     assert (await client.get("/files/data/missing/", headers=alice.headers)).status_code == 404
     assert (await client.get("/files/data/a.txt", headers=alice.headers)).status_code == 404
     r = await client.get("/files/?recursive=maybe", headers=alice.headers)
-    assert r.status_code == 400 and "recursive" in r.json()["detail"]
+    assert r.status_code == 422 and "recursive" in r.json()["detail"]
 
 
 async def test_upload_only_into_input_folders(client, alice):
@@ -71,9 +71,9 @@ async def test_upload_only_into_input_folders(client, alice):
 
 async def test_upload_without_file_field(client, alice):
     r = await client.post("/files/data/upload", headers=alice.headers, data={"other": "x"})
-    assert r.status_code == 400 and r.json()["detail"]
+    assert r.status_code == 422 and "file" in r.json()["detail"]
     r = await client.post("/files/data/upload", headers={**alice.headers, "content-type": "application/json"}, content=b"{}")
-    assert r.status_code == 400
+    assert r.status_code == 422 and "file" in r.json()["detail"]
 
 
 async def test_upload_too_large_leaves_nothing(client, alice, settings, raw_storage):
@@ -230,3 +230,99 @@ async def test_users_group_is_required(client):
     outsider = await make_user(client, "outsider", groups=["guests"])
     r = await client.get("/files/", headers=outsider.headers)
     assert r.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("name", "media_type"),
+    [
+        ("frames.tif", "image/tiff"),
+        ("stack.TIFF", "image/tiff"),
+        ("param.yaml", "application/yaml"),
+        ("param.yml", "application/yaml"),
+        ("result.json", "application/json"),
+        ("model.unknownext", "application/octet-stream"),
+        ("no_extension", "application/octet-stream"),
+    ],
+)
+async def test_download_content_type(client, alice, name, media_type):
+    await upload(client, alice, "data", name, b"content")
+    r = await client.get(f"/files/data/{name}/download", headers=alice.headers)
+    assert r.status_code == 200 and r.content == b"content"
+    assert r.headers["content-type"] == media_type
+    assert r.headers["content-disposition"] == f"attachment; filename={name}"
+
+
+async def test_folder_download_content_type(client, alice):
+    await upload(client, alice, "data/run", "a.tif", b"a")
+    r = await client.get("/files/data/run/download", headers=alice.headers)
+    assert r.headers["content-type"] == "application/zip"
+    assert r.headers["content-disposition"] == "attachment; filename=run.zip"
+
+
+async def test_download_url_content_type(client, alice):
+    # Local storage: the API's own download; S3: S3 answers the pre-signed GET with the same headers.
+    for name, media_type in (("p.yaml", "application/yaml"), ("f.tif", "image/tiff"), ("w.unknownext", "application/octet-stream")):
+        await upload(client, alice, "config", name, b"1")
+        request = (await client.get(f"/files/config/{name}/url", headers=alice.headers)).json()
+        got = await send(client, request)
+        assert got.status_code == 200 and got.content == b"1"
+        assert got.headers["content-type"] == media_type, name
+        assert got.headers["content-disposition"] == f"attachment; filename={name}"
+
+
+async def test_folder_upload_as_browsers_send_it(client, alice):
+    # <input type=file webkitdirectory>: each file's name carries the chosen folder; old Windows
+    # browsers send the whole client path. Only the last component counts (RFC 7578).
+    r = await upload(client, alice, "data/run", "batch2/frames2.tif", b"t")
+    assert r.status_code == 201 and r.json() == {"path": "data/run/frames2.tif", "type": "file", "size": "1 Byte"}
+    r = await upload(client, alice, "data/run", "C:\\Users\\ada\\calib.mat", b"c")
+    assert r.status_code == 201 and r.json()["path"] == "data/run/calib.mat"
+    for bad in ("batch2/", "..", "batch2/..", "a/.", ""):
+        r = await upload(client, alice, "data/run", bad, b"x")
+        assert r.status_code == 422 and r.json()["detail"], bad
+    r = await client.get("/files/data/?recursive=true", headers=alice.headers)
+    assert [f["path"] for f in r.json()] == ["data/run/", "data/run/calib.mat", "data/run/frames2.tif"]
+
+
+async def test_upload_of_several_files(client, alice):
+    files = [("file", ("batch/a.tif", b"a")), ("file", ("b.yaml", b"bb")), ("file", ("c", b"ccc"))]
+    r = await client.post("/files/data/set/upload", headers=alice.headers, files=files)
+    assert r.status_code == 201, r.text
+    assert r.json() == [
+        {"path": "data/set/a.tif", "type": "file", "size": "1 Byte"},
+        {"path": "data/set/b.yaml", "type": "file", "size": "2 Bytes"},
+        {"path": "data/set/c", "type": "file", "size": "3 Bytes"},
+    ]
+    got = await client.get("/files/data/set/b.yaml/download", headers=alice.headers)
+    assert got.content == b"bb"
+
+
+async def test_upload_of_several_files_is_all_or_nothing(client, alice, settings, raw_storage):
+    too_big = b"x" * (settings.max_upload_bytes + 1)
+    files = [("file", ("a.tif", b"a")), ("file", ("b.tif", b"b")), ("file", ("big.bin", too_big))]
+    r = await client.post("/files/data/set/upload", headers=alice.headers, files=files)
+    assert r.status_code == 413
+    files = [("file", ("a.tif", b"a")), ("file", ("..", b"b"))]
+    r = await client.post("/files/data/set/upload", headers=alice.headers, files=files)
+    assert r.status_code == 422
+    # A folder upload whose subfolders hold files of one name: refused, rather than one replacing the other.
+    files = [("file", ("run/a/frame.tif", b"a")), ("file", ("run/b/frame.tif", b"b"))]
+    r = await client.post("/files/data/set/upload", headers=alice.headers, files=files)
+    assert r.status_code == 409 and "frame.tif" in r.json()["detail"]
+    listing = await client.get("/files/data/?recursive=true&show_dirs=false", headers=alice.headers)
+    assert listing.json() == []
+    assert [k for k in raw_storage.keys(raw_storage.uri(alice, "data/")) if not k.endswith("/")] == []
+    assert raw_storage.pending_uploads() == []
+
+
+async def test_create_folder_only_where_users_upload(client, alice, raw_storage):
+    for url in ("/files/output/mine/", "/files/log/mine/", "/files/output/", "/files/other/x/", "/files/"):
+        r = await client.post(url, headers=alice.headers)
+        r_upload = await upload(client, alice, url.removeprefix("/files/").rstrip("/"), "x.txt", b"x")
+        assert r.status_code == r_upload.status_code == 422, (url, r.status_code, r_upload.status_code)
+        assert r.json()["detail"]
+    assert (await client.get("/files/output/", headers=alice.headers)).json() == []
+    assert (await client.get("/files/log/", headers=alice.headers)).json() == []
+    assert not raw_storage.exists(raw_storage.uri(alice, "output/mine/"))
+    for folder in ("config", "data", "artifact"):
+        assert (await client.post(f"/files/{folder}/new/", headers=alice.headers)).status_code == 201

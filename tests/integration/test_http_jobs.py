@@ -81,10 +81,11 @@ async def test_create_job_and_payload(client, alice, raw_storage, fake_workerfac
     assert handler["files_up"] == {"log": "log", "artifact": "model"}
     assert payload["job"]["meta"]["job_id"] == job["id"]
     assert payload["job"]["meta"]["idempotency_key"]
+    # Like paths_out: the job's folders, without a trailing slash.
     assert payload["paths_upload"] == {
-        "output": uri("output/decode_test/"),
-        "log": uri("log/decode_test/"),
-        "artifact": uri("artifact/decode_test/"),
+        "output": uri("output/decode_test"),
+        "log": uri("log/decode_test"),
+        "artifact": uri("artifact/decode_test"),
     }
     assert payload["environment"] == "cloud" and payload["priority"] == 0 and payload["group"] is None
 
@@ -124,8 +125,8 @@ async def test_defaults_may_be_left_out(client, alice):
         ({"job_name": "../data"}, 422),
         ({"job_name": ""}, 422),
         ({"environment": "moon"}, 422),
-        ({"priority": "high"}, 400),
-        ({"application": None}, 400),
+        ({"priority": "high"}, 422),  # a wrong type: 422, as FastAPI answers
+        ({"application": None}, 422),
     ],
 )
 async def test_create_rejects(client, alice, fake_workerfacing, change, code):
@@ -136,10 +137,10 @@ async def test_create_rejects(client, alice, fake_workerfacing, change, code):
     assert fake_workerfacing.received == []
 
 
-async def test_malformed_bodies_are_4xx(client, alice):
+async def test_malformed_bodies_are_422(client, alice):
     for content in [b"", b"not json", b"[]", b'{"job_name": 1}', b"\xff\xfe"]:
         r = await client.post("/jobs", headers={**alice.headers, "content-type": "application/json"}, content=content)
-        assert 400 <= r.status_code < 500, content
+        assert r.status_code == 422 and r.json()["detail"], content
 
 
 async def test_duplicate_name_is_409(client, alice, bob):
@@ -236,14 +237,14 @@ async def test_status_updates(client, alice):
     await put_inputs(client, alice)
     job_id = (await client.post("/jobs", headers=alice.headers, json=job_body())).json()["id"]
     r = await status(client, job_id, "pulled")
-    assert r.status_code == 200 and r.json()["status"] == "pulled"
+    assert r.status_code == 200 and r.json() == "pulled"  # a bare JSON string, as the original answers
     await status(client, job_id, "running", "epoch 1")
     await status(client, job_id, "running", "epoch 2")
     r = await status(client, job_id, "finished", "done")
-    assert r.json()["status"] == "finished"
+    assert r.json() == "finished"
     # After the end nothing changes, and the answer is still 200 with the stored status.
     r = await status(client, job_id, "running")
-    assert r.status_code == 200 and r.json()["status"] == "finished"
+    assert r.status_code == 200 and r.json() == "finished"
     job = (await client.get(f"/jobs/{job_id}", headers=alice.headers)).json()
     assert job["status"] == "finished"
     assert job["runtime_details"] == "epoch 1\nepoch 2\ndone"
@@ -314,13 +315,54 @@ async def test_smoke_on_s3_with_cognito(client, alice, bob, settings, raw_storag
         "artifact/model.pt": prefix + "artifact/prior/model.pt",
     }
     assert raw_storage.read(prefix + "artifact/prior/model.pt") == b"w0"
-    assert payload["paths_upload"]["artifact"] == prefix + "artifact/decode_test/"
+    assert payload["paths_upload"]["artifact"] == prefix + "artifact/decode_test"
 
     # The worker uploads its model where paths_upload and files_up say; the user downloads it.
-    raw_storage.write(payload["paths_upload"]["artifact"] + "model/model.pt", b"weights")
+    raw_storage.write(payload["paths_upload"]["artifact"] + "/model/model.pt", b"weights")
     for value in ("pulled", "running", "finished"):
         assert (await status(client, job["id"], value)).status_code == 200
     got = await client.get("/files/artifact/decode_test/model/model.pt/url", headers=alice.headers)
     assert (await send(client, got.json())).content == b"weights"
     assert (await client.delete(f"/jobs/{job['id']}", headers=alice.headers)).status_code == 204
-    assert not raw_storage.exists(payload["paths_upload"]["artifact"])
+    assert not raw_storage.exists(payload["paths_upload"]["artifact"] + "/")
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (job_body(job_name=5), "job_name"),
+        (job_body(priority="high"), "priority"),
+        (job_body(application={"application": 1, "version": "v0_10_1", "entrypoint": "train"}), "application"),
+        (job_body(attributes={"files_down": {"config_id": ["x"]}}), "config_id"),
+        (job_body(hardware={"cpu_cores": "many"}), "cpu_cores"),
+        ({"application": {"application": "decode", "version": "v0_10_1", "entrypoint": "train"}}, "job_name"),
+    ],
+)
+async def test_wrong_body_types_are_422_naming_the_field(client, alice, body, field):
+    r = await client.post("/jobs", headers=alice.headers, json=body)
+    assert r.status_code == 422, r.text
+    assert field in r.json()["detail"]
+
+
+async def test_malformed_bodies_and_query_types_are_422(client, alice):
+    r = await client.post("/jobs", headers={**alice.headers, "content-type": "application/json"}, content=b"{not json")
+    assert r.status_code == 422 and r.json()["detail"]
+    for query, field in (("offset=abc", "offset"), ("limit=1.5", "limit"), ("limit=", "limit"), ("offset=-1", "offset")):
+        r = await client.get(f"/jobs?{query}", headers=alice.headers)
+        assert r.status_code == 422, (query, r.status_code)
+        assert field in r.json()["detail"], (query, r.json())
+    r = await client.put("/files/data/x", headers=alice.headers, json={"path": 5})
+    assert r.status_code == 422 and "path" in r.json()["detail"]
+    r = await client.get("/files/?show_dirs=maybe", headers=alice.headers)
+    assert r.status_code == 422 and "show_dirs" in r.json()["detail"]
+    for spelling in ("True", "FALSE", "true", "false"):
+        assert (await client.get(f"/files/?show_dirs={spelling}&recursive={spelling}", headers=alice.headers)).status_code == 200
+
+
+async def test_status_update_body_types_are_422(client, alice):
+    headers = {"x-api-key": INTERNAL_KEY}
+    for body, field in (({"job_id": "one", "status": "running"}, "job_id"), ({"job_id": 1, "status": 3}, "status"), ({"status": "running"}, "job_id")):
+        r = await client.put("/_job_status", headers=headers, json=body)
+        assert r.status_code == 422 and field in r.json()["detail"], (body, r.text)
+    # The key is checked before the body is looked at.
+    assert (await client.put("/_job_status", json={"job_id": "one"})).status_code == 401

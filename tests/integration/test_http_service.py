@@ -53,7 +53,7 @@ async def test_user_lifecycle(client):
 async def test_groups_query(client):
     user = await make_user(client, "erin", groups=["users", "admins"])
     r = await client.get("/user", headers=user.headers)
-    assert r.json()["email"] is None  # a plain login name has no email address
+    assert r.json()["email"] == "erin"  # a plain login name has no email address: the username stands in
     assert sorted(r.json()["groups"]) == ["admins", "users"]
 
 
@@ -103,7 +103,7 @@ async def test_expired_and_forged_tokens(client, settings):
 
     valid = signed_like_the_issuer(settings, expires_in=600)
     r = await client.get("/user", headers={"Authorization": f"Bearer {valid}"})
-    assert r.status_code == 200 and r.json() == {"email": None, "groups": ["users"]}
+    assert r.status_code == 200 and r.json() == {"email": "alice", "groups": ["users"]}
 
     expired = signed_like_the_issuer(settings, expires_in=-3600)
     forged = jwt.encode({"sub": "alice", "username": "alice", "cognito:groups": ["users"], "token_use": "id"}, "another-key-of-sufficient-length-0123456789", algorithm="HS256")
@@ -121,3 +121,39 @@ async def test_cors_for_frontend(client):
     assert r.headers.get("access-control-allow-origin") == "https://frontend.example.org"
     r = await client.get("/", headers={"Origin": "https://evil.example.org"})
     assert "access-control-allow-origin" not in r.headers
+
+
+async def test_get_user_needs_the_users_group(client):
+    # The web frontend sends a signed-in user outside `users` to its "not confirmed" page on this 403.
+    outsider = await make_user(client, "grace@example.org", groups=["guests"])
+    r = await client.get("/user", headers=outsider.headers)
+    assert r.status_code == 403 and "users" in r.json()["detail"]
+    r = await client.get("/user")
+    assert r.status_code == 401 and r.json()["detail"]
+
+
+async def test_email_is_always_a_string(client):
+    r = await client.post("/user", data={"username": "heidi", "password": PASSWORD})
+    assert r.status_code == 201 and r.json() == {"email": "heidi", "groups": ["users"]}
+    user = await make_user(client, "ivan@example.org")
+    assert (await client.get("/user", headers=user.headers)).json() == {"email": "ivan@example.org", "groups": ["users"]}
+
+
+async def test_usernames_beginning_with_a_dot_are_refused(client):
+    for name in (".hidden", ".", "..", ".a@example.org"):
+        r = await client.post("/user", data={"username": name, "password": PASSWORD})
+        assert r.status_code == 422, (name, r.text)
+        assert r.json()["detail"]
+    r = await client.post("/token", data={"username": ".hidden", "password": PASSWORD})
+    assert r.status_code == 404  # nothing was created
+
+
+async def test_refused_forms_and_queries_name_the_field(client):
+    r = await client.post("/user", data={"username": "judy"})
+    assert r.status_code == 422 and "password" in r.json()["detail"]
+    r = await client.post("/user", data={"password": PASSWORD})
+    assert r.status_code == 422 and "username" in r.json()["detail"]
+    r = await client.post("/user", data={"username": "judy", "password": PASSWORD}, params={"groups": ""})
+    assert r.status_code == 422 and "groups" in r.json()["detail"]
+    r = await client.post("/token", json={"username": "judy", "password": PASSWORD})  # not a form
+    assert r.status_code == 422 and "username" in r.json()["detail"]

@@ -67,7 +67,7 @@ async def test_create_dispatches_and_records(services):
         "config/p.yaml": "memory://alice/config/c/p.yaml",
         "data/a.tif": "memory://alice/data/d/a.tif",
     }
-    assert payload["paths_upload"]["artifact"] == "memory://alice/artifact/run/"
+    assert payload["paths_upload"]["artifact"] == "memory://alice/artifact/run"
     assert [j.dispatch.status for j in await services.jobs().list(ALICE)] == [DispatchStatus.sent]
     assert await services.jobs().list(BOB) == []
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from decode_userapi.domain.identity import Principal
 from decode_userapi.domain.jobs import (
     ApplicationSpec,
     DispatchState,
@@ -86,8 +87,14 @@ class JobView(msgspec.Struct, kw_only=True, gc=False):  # see domain.jobs on gc=
 
 
 class UserView(msgspec.Struct):
-    email: str | None
+    """An account as `GET /user` and `POST /user` show it: `email` is always a string."""
+
+    email: str
     groups: list[str]
+
+    @classmethod
+    def of(cls, principal: Principal) -> UserView:
+        return cls(email=principal.address, groups=list(principal.groups))
 
 
 class TokenView(msgspec.Struct):

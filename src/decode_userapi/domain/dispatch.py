@@ -79,7 +79,8 @@ def build_worker_request(
         "environment": job.environment,
         "group": None,
         "priority": job.priority,
-        "paths_upload": paths_upload,
+        # The job's folders written like `paths_out`, without the trailing slash of a folder's URI.
+        "paths_upload": {kind: uri.rstrip("/") for kind, uri in paths_upload.items()},
     }
     return payload if job.id is None else with_job_id(payload, job.id, job.date_created)
 

@@ -6,8 +6,8 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
-from decode_userapi.adapters.secrets import SecretError
 from decode_userapi.config import ENV_NAMES, Settings, SettingsError
 
 
@@ -126,35 +126,27 @@ async def _user_command(args: argparse.Namespace) -> int:
         print("decode-userapi: user commands manage the built-in identity's accounts (Cognito is set)", file=sys.stderr)
         return 2
     async with UserApi.open(settings, dispatch=False) as api:
-        users = api.services.adapters.user_store()
+        users = api.users
         try:
             if args.user_command == "create":
                 import getpass
 
                 password = args.password or getpass.getpass(f"password for {args.username}: ")
-                principal = await api.register(args.username, password, args.groups or ["users"])
+                principal = await users.register(args.username, password, args.groups)
                 print(f"created {principal.user_id} groups={','.join(principal.groups)}")
             elif args.user_command == "list":
-                for record in await users.list():
-                    print(f"{record.username}  email={record.email or '-'}  groups={','.join(record.groups)}")
+                for account in await users.list():
+                    print(f"{account.user_id}  email={account.email or '-'}  groups={','.join(account.groups)}")
             else:
-                record = await users.get(args.username)
-                if record is None:
-                    print(f"decode-userapi: no user {args.username!r}", file=sys.stderr)
-                    return 1
-                groups = tuple(dict.fromkeys((*record.groups, *args.groups)))
-                record = await users.set_groups(args.username, groups)
-                print(f"{record.username} groups={','.join(record.groups)} (new tokens carry them)")
+                account = await users.add_groups(args.username, args.groups)
+                print(f"{account.user_id} groups={','.join(account.groups)} (new tokens carry them)")
         except DomainError as e:
             print(f"decode-userapi: {e.detail}", file=sys.stderr)
             return 1
     return 0
 
 
-async def _schema_revision(database_url: str, *, upgrade: bool) -> str | None:
-    from decode_userapi.adapters.sql import Database
-
-    database = Database(database_url, pool_size=1, max_overflow=0, migrate_on_start=False)
+async def _schema_revision(database: Any, *, upgrade: bool) -> str | None:
     try:
         if upgrade:
             await database.migrate()
@@ -164,18 +156,17 @@ async def _schema_revision(database_url: str, *, upgrade: bool) -> str | None:
 
 
 def _db(args: argparse.Namespace) -> int:
-    from decode_userapi.adapters.sql import SchemaNotCurrent, head_revision
+    from decode_userapi.container import SchemaNotCurrent, build_adapters, head_revision
     from decode_userapi.domain.errors import StoreUnavailable
     from decode_userapi.logging import configure_logging
 
     configure_logging()
-    from decode_userapi.container import database_url
-
-    url = database_url(Settings.from_env())
+    database = build_adapters(Settings.from_env()).database()  # the service's own, not started
+    where = _describe_database(database.url.render_as_string(hide_password=True))
     try:
-        revision = asyncio.run(_schema_revision(url, upgrade=args.db_command == "upgrade"))
+        revision = asyncio.run(_schema_revision(database, upgrade=args.db_command == "upgrade"))
     except (StoreUnavailable, SchemaNotCurrent) as e:
-        print(f"decode-userapi: {_describe_database(url)}: {e}", file=sys.stderr)
+        print(f"decode-userapi: {where}: {e}", file=sys.stderr)
         return 1
     head = head_revision()
     if revision == head:
@@ -237,9 +228,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))
-    except (SettingsError, SecretError) as e:
+    except SettingsError as e:
         print(f"decode-userapi: {e}", file=sys.stderr)
         return 2
+    except Exception as e:
+        if "decode_userapi.container" in sys.modules:  # secrets are resolved only by the container
+            from decode_userapi.container import SecretError
+
+            if isinstance(e, SecretError):
+                print(f"decode-userapi: {e}", file=sys.stderr)
+                return 2
+        raise
 
 
 if __name__ == "__main__":

@@ -9,9 +9,9 @@ from pathlib import Path
 from decode_userapi.config import Settings
 from decode_userapi.container import Services, build_services, in_memory_services, start_services, stop_services
 from decode_userapi.domain.identity import Principal
-from decode_userapi.ports.identity import IdentityProvider
 from decode_userapi.services.files import FileService
 from decode_userapi.services.jobs import JobService
+from decode_userapi.services.users import UserService
 
 
 class UserApi:
@@ -27,16 +27,15 @@ class UserApi:
         self.settings: Settings = services.settings()
         self.jobs: JobService = services.jobs()
         self.files: FileService = services.files()
-        self.identity: IdentityProvider = services.adapters.identity()
+        self.users: UserService = services.users()
 
     async def register(self, username: str, password: str, groups: list[str] | None = None) -> Principal:
-        """Create an account of the built-in identity provider and return its principal."""
-        return await self.identity.register(username, password, groups or ["users"])
+        """Create an account (in the `users` group unless `groups` are given) and return its principal."""
+        return await self.users.register(username, password, groups)
 
     async def login(self, username: str, password: str) -> Principal:
         """The principal of an existing account, checked by password."""
-        token, _ = await self.identity.issue_token(username, password)
-        return await self.identity.authenticate(token)
+        return await self.users.sign_in(username, password)
 
     @classmethod
     @asynccontextmanager

@@ -5,11 +5,6 @@ from typing import Any, Protocol
 from decode_userapi.domain.identity import Principal
 
 
-class IssuedToken(Protocol):
-    id_token: str
-    expires_in: int
-
-
 class IdentityProvider(Protocol):
     """Turns bearer tokens into principals; some providers also manage accounts (AUTH=1)."""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from operator import attrgetter
 
 import structlog
@@ -16,6 +16,7 @@ from decode_userapi.domain.files import (
     UserPath,
 )
 from decode_userapi.domain.identity import Principal
+from decode_userapi.domain.media_types import ZIP, MediaTypes
 from decode_userapi.ports.storage import FileStorage
 from decode_userapi.services.zipstream import zip_stream
 
@@ -37,13 +38,14 @@ class Download:
 
 def _check_input_folder(folder: UserPath) -> None:
     if folder.top not in INPUT_FOLDERS:
-        raise InvalidRequest(f"files can only be uploaded into {', '.join(INPUT_FOLDERS)}")
+        raise InvalidRequest(f"files are uploaded and folders created only inside {', '.join(INPUT_FOLDERS)}")
 
 
 class FileService:
     def __init__(self, storage: FileStorage, quota_bytes: int = 0) -> None:
         self._storage = storage
         self._quota = quota_bytes  # per user; 0: none
+        self._media_types = MediaTypes()
 
     async def _ensure_tree(self, user: str) -> None:
         for folder in ROOT_FOLDERS:
@@ -75,6 +77,29 @@ class FileService:
         entry = await self._storage.write(principal.user_id, target, chunks)
         log.info("file.uploaded", user_id=principal.user_id, path=str(target), size=entry.size)
         return entry.info()
+
+    async def upload_all(
+        self, principal: Principal, folder: UserPath, files: AsyncIterable[tuple[str, AsyncIterator[bytes]]]
+    ) -> list[FileInfo]:
+        """Store each (filename, chunks) in turn, as `upload` does; all or none: when one fails, the
+        files this call already stored are deleted again (a file one of them had replaced is not
+        brought back). A name given twice is refused (409) rather than one file silently replacing
+        the other (a folder upload whose subfolders hold files of the same name)."""
+        stored: list[FileInfo] = []
+        names: set[str] = set()
+        try:
+            async for filename, chunks in files:
+                if filename in names:
+                    raise Conflict(f"{filename!r} appears more than once in this upload")
+                names.add(filename)
+                stored.append(await self.upload(principal, folder, filename, chunks))
+        except BaseException:
+            for info in stored:
+                await self._storage.delete(principal.user_id, UserPath.parse(info.path))
+            if stored:
+                log.info("file.upload_rolled_back", user_id=principal.user_id, files=len(stored))
+            raise
+        return stored
 
     async def _within_quota(
         self, user: str, target: UserPath, chunks: AsyncIterator[bytes]
@@ -113,8 +138,8 @@ class FileService:
         return FileHTTPRequest(method="post", url=api_upload_url, headers=headers)
 
     async def mkdir(self, principal: Principal, path: UserPath) -> None:
-        if path.is_root or path.top not in ROOT_FOLDERS:
-            raise NotAllowed(f"folders can only be created inside {', '.join(ROOT_FOLDERS)}")
+        """Create a folder where users may upload (the job folders `output/`, `log/` are the workers')."""
+        _check_input_folder(path)
         await self._storage.mkdir(principal.user_id, path.as_dir())
 
     async def rename(self, principal: Principal, source: UserPath, target: UserPath) -> FileInfo:
@@ -153,7 +178,7 @@ class FileService:
             raise NotFound(f"{path} not found")
         if not entry.is_dir:
             return Download(
-                path.name, self._storage.read(user, entry.path), entry.size, "application/octet-stream"
+                path.name, self._storage.read(user, entry.path), entry.size, self._media_types.of(path.name)
             )
         folder = entry.path.as_dir()
         files = [e for e in await self._storage.list(user, folder, recursive=True) if not e.is_dir]
@@ -162,7 +187,7 @@ class FileService:
             ("/".join(e.path.relative_to(folder)), self._reader(user, e.path)) for e in files
         ]
         name = f"{folder.name or 'files'}.zip"
-        return Download(name, zip_stream(members), None, "application/zip")
+        return Download(name, zip_stream(members), None, ZIP)
 
     def _reader(self, user: str, path: UserPath):  # type: ignore[no-untyped-def]
         return lambda: self._storage.read(user, path)

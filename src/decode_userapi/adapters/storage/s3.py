@@ -30,6 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from decode_userapi.adapters.aws import s3_client_config
 from decode_userapi.domain.errors import Conflict, InvalidPath, NotFound, StorageUnavailable
 from decode_userapi.domain.files import Entry, FileHTTPRequest, UserPath, check_username
+from decode_userapi.domain.media_types import MediaTypes, attachment
 
 T = TypeVar("T")
 
@@ -103,6 +104,7 @@ class S3FileStorage:
         self.endpoint_url = endpoint_url
         self._region = region
         self._presign_expiry = presign_expiry
+        self._media_types = MediaTypes()
         self._part_size = part_size
         self._page_size = list_page_size
         self._max_upload_bytes = max_upload_bytes
@@ -326,7 +328,14 @@ class S3FileStorage:
         with self._errors(path):
             url = await self._s3.generate_presigned_url(
                 "get_object",
-                Params={"Bucket": self.bucket, "Key": self._file_key(user, path)},
+                Params={
+                    "Bucket": self.bucket,
+                    "Key": self._file_key(user, path),
+                    # S3 answers with these instead of what the object was stored with, so the file
+                    # arrives as it does through the API's own download.
+                    "ResponseContentType": self._media_types.of(path.name),
+                    "ResponseContentDisposition": attachment(path.name),
+                },
                 ExpiresIn=self._presign_expiry,
             )
         return FileHTTPRequest(method="get", url=url)

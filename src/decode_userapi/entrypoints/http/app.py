@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import gc
 
 from collections.abc import AsyncIterator
@@ -16,7 +15,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from decode_userapi.container import Services, start_services, stop_services
-from decode_userapi.entrypoints.http.deps import provide_caller, provide_principal
+from decode_userapi.entrypoints.http.deps import provide_principal
 from decode_userapi.entrypoints.http.errors import EXCEPTION_HANDLERS
 from decode_userapi.entrypoints.http.files import FilesController
 from decode_userapi.entrypoints.http.headers import security_headers
@@ -44,9 +43,10 @@ def create_app(services: Services, *, manage_adapters: bool = True) -> Litestar:
             if manage_adapters:
                 await stop_services(services)
 
-    # The use cases are stateless: one of each per app, made at first use (the container's factories
-    # resolve a dozen providers per call: a measurable share of a status update's CPU).
-    jobs, files, ops = (functools.cache(provider) for provider in (services.jobs, services.files, services.ops))
+    # The use cases are the container's singletons, made here rather than in a first request (they
+    # build their tables off the event loop).
+    jobs, files, ops, users = services.jobs(), services.files(), services.ops(), services.users()
+    login_limiter = LoginRateLimiter(settings.token_rate_per_minute_user, settings.token_rate_per_minute_address)
     metrics = Metrics()
     email = adapters.email_sender()
     handlers: list[Any] = [
@@ -73,11 +73,14 @@ def create_app(services: Services, *, manage_adapters: bool = True) -> Litestar:
     app = Litestar(
         route_handlers=handlers,
         dependencies={
-            "principal": Provide(provide_principal),
-            "caller": Provide(provide_caller),
-            "jobs": Provide(lambda: jobs(), sync_to_thread=False),
-            "files": Provide(lambda: files(), sync_to_thread=False),
-            "ops": Provide(lambda: ops(), sync_to_thread=False),
+            # The caller its route's guard checked (guards.py); who may call what is declared there.
+            "principal": Provide(provide_principal, sync_to_thread=False),
+            "jobs": Provide(lambda: jobs, sync_to_thread=False),
+            "files": Provide(lambda: files, sync_to_thread=False),
+            "ops": Provide(lambda: ops, sync_to_thread=False),
+            "users": Provide(lambda: users, sync_to_thread=False),
+            "login_limiter": Provide(lambda: login_limiter, sync_to_thread=False),
+            "max_upload_bytes": Provide(lambda: settings.max_upload_bytes, sync_to_thread=False),
         },
         middleware=[request_context(metrics)],
         before_send=[security_headers(DOCS_PATH)],
@@ -92,12 +95,9 @@ def create_app(services: Services, *, manage_adapters: bool = True) -> Litestar:
             render_plugins=[SwaggerRenderPlugin(path="/")],
         ),
     )
-    app.state.identity = adapters.identity()
+    # What the guards (which take no dependencies) need.
+    app.state.users = users
     app.state.internal_api_key = settings.internal_api_key
-    app.state.max_upload_bytes = settings.max_upload_bytes
-    app.state.login_limiter = LoginRateLimiter(
-        settings.token_rate_per_minute_user, settings.token_rate_per_minute_address
-    )
     return app
 
 

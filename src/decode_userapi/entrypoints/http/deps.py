@@ -1,21 +1,22 @@
-"""Request-scoped dependencies: who is calling, and the raw path they asked for."""
+"""Request-scoped dependencies: who is calling (as checked by the route's guards), and the raw
+path they asked for."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from litestar import Request
+from litestar.connection import ASGIConnection
 
 from decode_userapi.domain.errors import InvalidPath, Unauthenticated
 from decode_userapi.domain.identity import Principal
-from decode_userapi.ports.identity import IdentityProvider
 
 MAX_TOKEN = 16 * 1024
 
 
-def bearer_token(request: Request[Any, Any, Any]) -> str:
+def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     """The bearer token from the Authorization header, or from the cookie `POST /login` sets."""
-    value = request.headers.get("authorization") or request.cookies.get("Authorization") or ""
+    value = connection.headers.get("authorization") or connection.cookies.get("Authorization") or ""
     value = value.strip().strip('"')
     scheme, _, token = value.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -25,19 +26,13 @@ def bearer_token(request: Request[Any, Any, Any]) -> str:
     return token.strip()
 
 
-async def authenticate(request: Request[Any, Any, Any]) -> Principal:
-    identity: IdentityProvider = request.app.state.identity
-    return await identity.authenticate(bearer_token(request))
-
-
-async def provide_caller(request: Request[Any, Any, Any]) -> Principal:
-    """Any authenticated caller."""
-    return await authenticate(request)
-
-
-async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
-    """An authenticated member of the `users` group: the only callers of /files and /jobs."""
-    return (await authenticate(request)).require_group()
+def provide_principal(request: Request[Any, Any, Any]) -> Principal:
+    """The caller the `users_only` guard checked. A route without that guard has no principal: asking
+    for one there fails loudly (500), it never authenticates on its own."""
+    user = request.scope.get("user")
+    if not isinstance(user, Principal):
+        raise RuntimeError(f"{request.url.path}: the route asks for a principal but has no users_only guard")
+    return user
 
 
 def raw_subpath(request: Request[Any, Any, Any], prefix: str) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 import structlog
 from litestar import MediaType, Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import ClientException, HTTPException, ValidationException
 from litestar.openapi import ResponseSpec
 
 from decode_userapi.domain import errors as e
@@ -69,16 +69,25 @@ def domain_error_handler(request: Request[Any, Any, Any], exc: e.DomainError) ->
 
 
 def _validation_detail(exc: ValidationException) -> str:
+    """Each refused field first, by name (`offset: Expected `int`, got `str``), then Litestar's summary."""
     messages = []
     for item in exc.extra if isinstance(exc.extra, list) else []:
         if isinstance(item, dict) and item.get("message"):
             where = item.get("key")
-            messages.append(f"{item['message']}" + (f" (in {where})" if where else ""))
-    return f"{exc.detail}: {'; '.join(messages)}" if messages else str(exc.detail)
+            messages.append(f"{where}: {item['message']}" if where else str(item["message"]))
+    return f"{'; '.join(messages)} ({exc.detail})" if messages else str(exc.detail)
+
+
+def validation_error_handler(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    """A body or query refused for its shape or type: 422, as FastAPI-era clients expect (STYLE 9)."""
+    return _answer(422, _validation_detail(exc))
 
 
 def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-    detail = _validation_detail(exc) if isinstance(exc, ValidationException) else str(exc.detail)
+    detail = str(exc.detail)
+    if type(exc) is ClientException and exc.status_code == 400:
+        # Litestar's answer to a body that does not decode at all (malformed JSON): a shape refused.
+        return _answer(422, f"body: {detail}")
     if exc.status_code >= 500:
         log.error("request.failed", path=request.url.path, detail=detail)
     return _answer(exc.status_code, detail, dict(exc.headers or {}))
@@ -91,6 +100,7 @@ def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
 
 EXCEPTION_HANDLERS = {
     e.DomainError: domain_error_handler,
+    ValidationException: validation_error_handler,
     HTTPException: http_exception_handler,
     Exception: internal_error_handler,
 }

@@ -7,10 +7,8 @@ before it fills path parameters. A trailing `/download`, `/url` or `/upload` nam
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from litestar import Controller, Request, delete, get, post, put
 from litestar.di import NamedDependency
@@ -19,16 +17,17 @@ from litestar.response import Stream
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from decode_userapi.domain.commands import Rename
-from decode_userapi.domain.errors import BadRequest
+from decode_userapi.domain.errors import InvalidRequest
 from decode_userapi.domain.files import FileHTTPRequest, FileInfo, UserPath
 from decode_userapi.domain.identity import Principal
+from decode_userapi.domain.media_types import attachment
 from decode_userapi.entrypoints.http.deps import api_base_url, raw_subpath
 from decode_userapi.entrypoints.http.errors import error_responses
-from decode_userapi.entrypoints.http.multipart import MultipartFile
+from decode_userapi.entrypoints.http.guards import users_only
+from decode_userapi.entrypoints.http.multipart import MultipartFiles
 from decode_userapi.services.files import FileService
 
 PREFIX = "/files"
-_TOKEN = re.compile(r"[A-Za-z0-9!#$&+\-.^_`|~]+")
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
 # `{p}` as the OpenAPI document shows it: a path with slashes (Litestar would call it a URI). Handlers
@@ -50,7 +49,16 @@ def _flag(value: str | None, name: str, default: bool) -> bool:
         return True
     if lowered in _FALSE:
         return False
-    raise BadRequest(f"{name} must be true or false")
+    raise InvalidRequest(f"{name}: must be true or false (any letter case), not {value!r}")
+
+
+class FileStream(Stream):
+    """A `Stream` that keeps its own media type: Litestar gives a route's (JSON, for these routes that
+    also answer listings) precedence over the one the response was made with."""
+
+    def to_asgi_response(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["media_type"] = self.media_type
+        return super().to_asgi_response(*args, **kwargs)
 
 
 def _split_action(request: Request[Any, Any, Any], actions: tuple[str, ...]) -> tuple[str, str | None]:
@@ -63,22 +71,15 @@ def _split_action(request: Request[Any, Any, Any], actions: tuple[str, ...]) -> 
     return raw, None
 
 
-def content_disposition(filename: str) -> str:
-    """`attachment` with the name as a plain token when it is one, else quoted plus RFC 5987 UTF-8."""
-    if _TOKEN.fullmatch(filename):
-        return f"attachment; filename={filename}"
-    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename)
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
-
-
 class FilesController(Controller):
     path = PREFIX
     tags = ["files"]
+    guards = [users_only]
 
     @get(
         ["/", "/{p:path}"],
         summary="List a folder, download, or get a download request",
-        responses=error_responses(400, 401, 403, 404, 503),
+        responses=error_responses(400, 401, 403, 404, 422, 503),
     )
     async def read(
         self,
@@ -93,10 +94,10 @@ class FilesController(Controller):
         path = UserPath.parse(raw, percent_encoded=True)
         if action == "download":
             download = await files.download(principal, path)
-            headers = {"Content-Disposition": content_disposition(download.filename)}
+            headers = {"Content-Disposition": attachment(download.filename)}
             if download.size is not None:
                 headers["Content-Length"] = str(download.size)
-            return Stream(download.chunks, media_type=download.media_type, headers=headers)
+            return FileStream(download.chunks, media_type=download.media_type, headers=headers)
         if action == "url":
             return await files.download_request(
                 principal,
@@ -115,7 +116,12 @@ class FilesController(Controller):
         ["/", "/{p:path}"],
         status_code=HTTP_201_CREATED,
         request_max_body_size=None,  # uploads are limited while streaming, by MAX_UPLOAD_BYTES
-        summary="Upload a file (…/upload), get an upload request (…/url), or create a folder (…/)",
+        summary="Upload files (…/upload), get an upload request (…/url), or create a folder (…/)",
+        description=(
+            "An upload takes one or more multipart parts named `file`; each is stored under the last "
+            "component of its file name. One part answers its `FileInfo`, several a list of them, in order; "
+            "if one fails, none of the request's files are kept."
+        ),
         responses=error_responses(400, 401, 403, 405, 409, 413, 422, 503),
     )
     async def create(
@@ -123,14 +129,15 @@ class FilesController(Controller):
         request: Request[Any, Any, Any],
         principal: NamedDependency[Principal],
         files: NamedDependency[FileService],
+        max_upload_bytes: NamedDependency[int],
         p: DocumentedPath = None,
-    ) -> FileInfo | FileHTTPRequest | None:
+    ) -> FileInfo | list[FileInfo] | FileHTTPRequest | None:
         raw, action = _split_action(request, ("upload", "url"))
         folder = UserPath.parse(raw, percent_encoded=True).as_dir()
         if action == "upload":
-            upload = MultipartFile(request, "file", request.app.state.max_upload_bytes)
-            filename = await upload.open()
-            return await files.upload(principal, folder, filename, upload.chunks())
+            parts = MultipartFiles(request, "file", max_upload_bytes).files()
+            stored = await files.upload_all(principal, folder, parts)
+            return stored[0] if len(stored) == 1 else stored
         if action == "url":
             return await files.upload_request(
                 principal,
@@ -144,7 +151,7 @@ class FilesController(Controller):
     @put(
         ["/", "/{p:path}"],
         summary="Rename a file or an empty folder",
-        responses=error_responses(400, 401, 403, 404, 405, 409, 413, 503),
+        responses=error_responses(400, 401, 403, 404, 405, 409, 413, 422, 503),
     )
     async def rename(
         self,

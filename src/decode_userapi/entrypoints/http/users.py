@@ -1,21 +1,23 @@
-"""Who am I, where to authenticate, and (AUTH=1) accounts of the built-in identity provider."""
+"""Who am I, where to authenticate, and (AUTH=1) accounts: every call goes through `UserService`."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import MediaType, Request, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
+from litestar.params import QueryParameter
 from litestar.status_codes import HTTP_201_CREATED
 
 from decode_userapi.domain.commands import TokenView, UserView
 from decode_userapi.domain.errors import InvalidRequest
 from decode_userapi.domain.identity import Principal
 from decode_userapi.entrypoints.http.errors import error_responses
+from decode_userapi.entrypoints.http.guards import users_only
 from decode_userapi.entrypoints.http.ratelimit import LoginRateLimiter, client_address
-from decode_userapi.ports.identity import IdentityProvider
+from decode_userapi.services.users import UserService
 
 MAX_FIELD = 1024
 SIGN_IN_ERRORS = (400, 404, 413, 422, 429, 503)
@@ -28,33 +30,38 @@ async def welcome() -> bytes:
 
 
 @get("/access_info", tags=["user"], summary="Where clients authenticate")
-async def access_info(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    identity: IdentityProvider = request.app.state.identity
-    return identity.access_info()
+async def access_info(users: NamedDependency[UserService]) -> dict[str, Any]:
+    return users.access_info()
 
 
-@get("/user", tags=["user"], summary="The caller", responses=error_responses(401, 503))
-async def get_user(caller: NamedDependency[Principal]) -> UserView:
-    return UserView(email=caller.email, groups=list(caller.groups))
+@get(
+    "/user",
+    tags=["user"],
+    summary="The caller (a member of the `users` group)",
+    guards=[users_only],
+    responses=error_responses(401, 403, 503),
+)
+async def get_user(principal: NamedDependency[Principal]) -> UserView:
+    return UserView.of(principal)
 
 
 async def _credentials(request: Request[Any, Any, Any]) -> tuple[str, str]:
+    """`username` and `password` from the form body (form-encoded or multipart)."""
     form = await request.form()
-    username, password = form.get("username"), form.get("password")
-    if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
-        raise InvalidRequest("form fields 'username' and 'password' are needed")
-    if len(username) > MAX_FIELD or len(password) > MAX_FIELD:
-        raise InvalidRequest(f"username and password are at most {MAX_FIELD} characters")
-    return username, password
+    fields = {name: form.get(name) for name in ("username", "password")}
+    for name, value in fields.items():
+        if not isinstance(value, str) or not value:
+            raise InvalidRequest(f"the form field {name!r} is needed (form fields 'username' and 'password')")
+        if len(value) > MAX_FIELD:
+            raise InvalidRequest(f"the form field {name!r} is at most {MAX_FIELD} characters")
+    return fields["username"], fields["password"]  # type: ignore[return-value]
 
 
-async def _sign_in(request: Request[Any, Any, Any]) -> tuple[str, int]:
+async def _sign_in(request: Request[Any, Any, Any], users: UserService, limiter: LoginRateLimiter) -> TokenView:
     """Check the password and issue a token; every attempt counts against the rate limits first."""
     username, password = await _credentials(request)
-    limiter: LoginRateLimiter = request.app.state.login_limiter
     limiter.attempt(username, client_address(request))
-    token, expires_in = await request.app.state.identity.issue_token(username, password)
-    return token, expires_in
+    return await users.issue_token(username, password)
 
 
 @post(
@@ -64,11 +71,15 @@ async def _sign_in(request: Request[Any, Any, Any]) -> tuple[str, int]:
     summary="Create a user (AUTH=1)",
     responses=error_responses(400, 409, 413, 422, 503),
 )
-async def create_user(request: Request[Any, Any, Any]) -> UserView:
+async def create_user(
+    request: Request[Any, Any, Any],
+    users: NamedDependency[UserService],
+    groups: Annotated[
+        list[str] | None, QueryParameter(description="repeatable; the account's groups (default: users)")
+    ] = None,
+) -> UserView:
     username, password = await _credentials(request)
-    groups = request.query_params.getall("groups", []) or ["users"]
-    principal = await request.app.state.identity.register(username, password, groups)
-    return UserView(email=principal.email, groups=list(principal.groups))
+    return UserView.of(await users.register(username, password, groups))
 
 
 @post(
@@ -78,9 +89,12 @@ async def create_user(request: Request[Any, Any, Any]) -> UserView:
     summary="Get an ID token (AUTH=1)",
     responses=error_responses(*SIGN_IN_ERRORS),
 )
-async def create_token(request: Request[Any, Any, Any]) -> TokenView:
-    token, expires_in = await _sign_in(request)
-    return TokenView(id_token=token, expires_in=expires_in)
+async def create_token(
+    request: Request[Any, Any, Any],
+    users: NamedDependency[UserService],
+    login_limiter: NamedDependency[LoginRateLimiter],
+) -> TokenView:
+    return await _sign_in(request, users, login_limiter)
 
 
 @post(
@@ -90,17 +104,21 @@ async def create_token(request: Request[Any, Any, Any]) -> TokenView:
     summary="Log in with a cookie (AUTH=1)",
     responses=error_responses(*SIGN_IN_ERRORS),
 )
-async def login(request: Request[Any, Any, Any]) -> Response[dict[str, int]]:
-    token, expires_in = await _sign_in(request)
+async def login(
+    request: Request[Any, Any, Any],
+    users: NamedDependency[UserService],
+    login_limiter: NamedDependency[LoginRateLimiter],
+) -> Response[dict[str, int]]:
+    token = await _sign_in(request, users, login_limiter)
     cookie = Cookie(
         key="Authorization",
-        value=f"Bearer {token}",  # quoted on the wire, as CONTRACT shows
+        value=f"Bearer {token.id_token}",  # quoted on the wire, as CONTRACT shows
         httponly=True,
         samesite="lax",
-        max_age=expires_in,
+        max_age=token.expires_in,
         secure=request.url.scheme == "https",
     )
-    return Response({"expires_in": expires_in}, status_code=HTTP_201_CREATED, cookies=[cookie])
+    return Response({"expires_in": token.expires_in}, status_code=HTTP_201_CREATED, cookies=[cookie])
 
 
 ACCOUNT_HANDLERS = [create_user, create_token, login]
