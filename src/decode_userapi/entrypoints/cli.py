@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from decode_userapi.adapters.secrets import SecretError
-from decode_userapi.config import ENV_NAMES, Settings, SettingsError
+from decode_userapi.config import Settings, SettingsError
 
 
 def _describe_database(url: str) -> str:
@@ -91,7 +91,12 @@ def _apps(args: argparse.Namespace) -> int:
 
 
 def _config_show(args: argparse.Namespace) -> int:
+    """Every setting the service reads, by its environment variable, as the service would use it."""
+    import os
+
     import msgspec
+
+    from decode_userapi.config import AWS_ENV, AWS_SECRET_ENV, ENV_NAMES, LOGGING_ENV
 
     settings = Settings.from_env()
     shown = msgspec.to_builtins(settings)
@@ -103,10 +108,17 @@ def _config_show(args: argparse.Namespace) -> int:
         scheme, rest = url.split("//", 1)
         credentials, host = rest.split("@", 1)
         shown["database_url"] = f"{scheme}//{credentials.split(':', 1)[0]}:***@{host}"
-    names = {name: ENV_NAMES.get(name, name.upper()) for name in shown}
-    width = max(len(name) for name in names.values())
-    for name, value in shown.items():
-        print(f"{names[name]:<{width}}  {value}")
+    identity = shown.pop("identity")
+    rows = [(ENV_NAMES[name], "" if value is None else str(value)) for name, value in shown.items()]
+    rows += [(name, os.environ.get(name) or default) for name, default in LOGGING_ENV.items()]
+    for name in AWS_ENV:
+        value = os.environ.get(name, "")
+        rows.append((name, "***" if value and name in AWS_SECRET_ENV else value))
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    print(f"# identity provider: {identity} (cognito when COGNITO_USER_POOL_ID is set)")
+    print("# AWS_* are read by the AWS SDK from the process environment; empty: the SDK's default")
     return 0
 
 
