@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -65,6 +66,36 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker_sim(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from decode_userapi.entrypoints.worker_sim import SimulatorConfig, create_simulator_app
+    from decode_userapi.logging import configure_logging
+
+    configure_logging()
+    settings = Settings.from_env()
+    if settings.filesystem != "local":
+        print("decode-userapi: worker-sim serves local storage only (FILESYSTEM=local)", file=sys.stderr)
+        return 2
+    if not settings.internal_api_key:
+        print(
+            "decode-userapi: worker-sim needs INTERNAL_API_KEY_SECRET, the same as `serve` reads "
+            "(e.g. one line in a .env file in the directory both start from)",
+            file=sys.stderr,
+        )
+        return 2
+    config = SimulatorConfig(
+        api_key=settings.internal_api_key,
+        userapi_url=args.userapi_url,
+        data_root=settings.user_data_root_path,
+        step_seconds=args.step_seconds,
+    )
+    print(f"worker simulator on http://{args.host}:{args.port}, reporting to {config.userapi_url}")
+    print(f"  writes job results under {Path(config.data_root).resolve()}, one status every {args.step_seconds} s")
+    uvicorn.run(create_simulator_app(config), host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
 def _apps(args: argparse.Namespace) -> int:
     import yaml
 
@@ -92,8 +123,6 @@ def _apps(args: argparse.Namespace) -> int:
 
 def _config_show(args: argparse.Namespace) -> int:
     """Every setting the service reads, by its environment variable, as the service would use it."""
-    import os
-
     import msgspec
 
     from decode_userapi.config import AWS_ENV, AWS_SECRET_ENV, ENV_NAMES, LOGGING_ENV
@@ -211,6 +240,21 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--reload", action="store_true", help="restart when the code changes (development)")
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(run=_serve)
+
+    sim = commands.add_parser(
+        "worker-sim",
+        help="a stand-in worker-facing API that runs every job to `finished` (local storage; development)",
+    )
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8001, help="WORKERFACING_API_URL's port (default 8001)")
+    sim.add_argument(
+        "--userapi-url",
+        default=os.environ.get("USERAPI_URL", "http://127.0.0.1:8000"),
+        help="where `serve` listens, for status updates (default $USERAPI_URL or http://127.0.0.1:8000)",
+    )
+    sim.add_argument("--step-seconds", type=float, default=1.0, help="delay between two statuses (default 1)")
+    sim.add_argument("--log-level", default="info")
+    sim.set_defaults(run=_worker_sim)
 
     db = commands.add_parser("db", help="the database schema (DATABASE_URL)")
     db_commands = db.add_subparsers(dest="db_command", required=True)

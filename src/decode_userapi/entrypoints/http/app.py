@@ -13,7 +13,6 @@ from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from decode_userapi.container import Services, start_services, stop_services
 from decode_userapi.entrypoints.http.deps import provide_caller, provide_principal
@@ -22,11 +21,17 @@ from decode_userapi.entrypoints.http.files import FilesController
 from decode_userapi.entrypoints.http.headers import security_headers
 from decode_userapi.entrypoints.http.internal import job_status
 from decode_userapi.entrypoints.http.jobs import JobsController
+from decode_userapi.entrypoints.http.openapi import (
+    DOCS_CSP,
+    DOCS_PATH,
+    SCHEMA_PATH,
+    ApiDocument,
+    DocumentRenderPlugin,
+    docs_handlers,
+)
 from decode_userapi.entrypoints.http.ops import Metrics, health, metrics_handler, ready, request_context
 from decode_userapi.entrypoints.http.ratelimit import LoginRateLimiter
 from decode_userapi.entrypoints.http.users import ACCOUNT_HANDLERS, SERVICE_HANDLERS
-
-DOCS_PATH = "/docs"
 
 
 def create_app(services: Services, *, manage_adapters: bool = True) -> Litestar:
@@ -48,6 +53,7 @@ def create_app(services: Services, *, manage_adapters: bool = True) -> Litestar:
     # resolve a dozen providers per call: a measurable share of a status update's CPU).
     jobs, files, ops = (functools.cache(provider) for provider in (services.jobs, services.files, services.ops))
     metrics = Metrics()
+    document = ApiDocument()
     email = adapters.email_sender()
     handlers: list[Any] = [
         *SERVICE_HANDLERS,
@@ -57,6 +63,7 @@ def create_app(services: Services, *, manage_adapters: bool = True) -> Litestar:
         health,
         ready,
         metrics_handler(metrics, lambda: getattr(email, "failures", 0)),
+        *docs_handlers(document),
     ]
     if settings.auth:
         handlers += ACCOUNT_HANDLERS
@@ -80,7 +87,7 @@ def create_app(services: Services, *, manage_adapters: bool = True) -> Litestar:
             "ops": Provide(lambda: ops(), sync_to_thread=False),
         },
         middleware=[request_context(metrics)],
-        before_send=[security_headers(DOCS_PATH)],
+        before_send=[security_headers(DOCS_PATH, DOCS_CSP)],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],
         cors_config=cors,
@@ -88,8 +95,9 @@ def create_app(services: Services, *, manage_adapters: bool = True) -> Litestar:
         openapi_config=OpenAPIConfig(
             title="DECODE OpenCloud user-facing API",
             version="1.0.0",
-            path=DOCS_PATH,
-            render_plugins=[SwaggerRenderPlugin(path="/")],
+            description="Files, jobs and identity for DECODE OpenCloud users. Interactive: /docs.",
+            path=SCHEMA_PATH,  # the document (completed by `openapi.py`) at /schema/openapi.json
+            render_plugins=[DocumentRenderPlugin(document)],
         ),
     )
     app.state.identity = adapters.identity()
