@@ -100,7 +100,7 @@ async def test_file_operations_one_by_one(document):
         assert paths[path][method]["responses"][status]["content"]["application/json"]["schema"] == schema
     download = paths["/files/{path}/download"]["get"]["responses"]["200"]["content"]
     assert download["application/octet-stream"]["schema"] == {"type": "string", "format": "binary"}
-    assert "content" not in paths["/files/{path}/"]["post"]["responses"]["201"]
+    assert paths["/files/{path}/"]["post"]["responses"]["201"]["content"]["application/json"]["schema"] == {"type": "null"}
     assert "content" not in paths["/files/{path}"]["delete"]["responses"]["204"]
     upload = paths["/files/{path}/upload"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert upload["properties"]["file"]["items"] == {"type": "string", "format": "binary"}

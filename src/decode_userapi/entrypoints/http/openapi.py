@@ -262,7 +262,7 @@ def _file_operations(generated: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 "Create a folder",
                 "Creates `{path}/` (and its parents) under `config/`, `data/` or `artifact/`; the trailing "
                 "slash is what makes this a folder creation.",
-                {"201": {"description": "created"}},
+                {"201": _json({"type": "null"}, "created (the body is `null`)")},
                 parameters=[_FOLDER_PARAMETER],
             ),
         },
