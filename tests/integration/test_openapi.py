@@ -53,6 +53,8 @@ async def test_docs_page_loads_everything_from_the_service(client):
         assert r.status_code == 200, url
         if url.endswith(".js"):
             scripts.append(r.text)
+        if url.endswith(".css"):  # what the style sheet loads: inline data only
+            assert all(ref.strip("'\"").startswith("data:") for ref in re.findall(r"url\(([^)]*)\)", r.text))
     # what the start-up script references: the document, given to it by the page
     init = next(s for s in scripts if "SwaggerUIBundle(" in s and len(s) < 10_000)
     assert "openapiUrl" in init and "validatorUrl: null" in init and "http" not in init

@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
+from decode_userapi.entrypoints.worker_sim import SimulatorConfig, create_simulator_app
 from tests.fakes.server import LocalAsgiServer, read_body
 from tests.integration.live import KEY, LiveApp, live_stack
-from decode_userapi.entrypoints.worker_sim import SimulatorConfig, create_simulator_app
 
 PASSWORD = "analytical-1"
 JOB = {
