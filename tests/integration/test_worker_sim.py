@@ -147,6 +147,11 @@ def test_reports_with_the_key_and_writes_outputs_once_per_job(simulator):
         assert r.status_code == 201 and r.json()["job_id"] == 7
     wait_for(lambda: "finished" in statuses(userapi, 7))
     assert statuses(userapi, 7) == ["pulled", "preprocessing", "running", "postprocessing", "finished"]
+    # the same id from a fresh database (another idempotency key) is another job: it runs
+    again = payload(root, 7)
+    again["job"]["meta"]["idempotency_key"] = "another"
+    assert httpx.post(f"{url}/_jobs", json=again, headers={"x-api-key": KEY}).status_code == 201
+    wait_for(lambda: statuses(userapi, 7).count("finished") == 2)
     assert {key for key, _ in userapi.updates} == {KEY}
     assert (root / "ada" / "output" / "j" / "output" / "result.csv").is_file()
     assert (root / "ada" / "log" / "j" / "log" / "job.log").read_text().startswith("simulated comet v1 fit")

@@ -57,7 +57,13 @@ class _Handler(msgspec.Struct):
 
 class _Meta(msgspec.Struct):
     job_id: int
+    date_created: str = ""
     idempotency_key: str | None = None
+
+    @property
+    def delivery(self) -> str:
+        """What every delivery of one job shares (a job id alone repeats after a database reset)."""
+        return self.idempotency_key or f"{self.job_id}@{self.date_created}"
 
 
 class _Job(msgspec.Struct):
@@ -86,11 +92,11 @@ class SimulatorConfig:
 
 @dataclass
 class Simulator:
-    """The jobs seen (by `meta.job_id`: a redelivery is acknowledged, not run twice) and their runs."""
+    """The jobs seen (a redelivery, same `meta.idempotency_key`, is acknowledged, not run twice) and their runs."""
 
     config: SimulatorConfig
     root: Path = field(init=False)
-    seen: dict[int, int] = field(default_factory=dict)
+    seen: dict[str, int] = field(default_factory=dict)  # delivery key → queue id
     finished: dict[int, str] = field(default_factory=dict)  # job id → last status sent
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     client: httpx.AsyncClient | None = None
@@ -111,15 +117,15 @@ class Simulator:
         return path
 
     def accept(self, request: JobRequest) -> dict[str, Any]:
-        job_id = request.job.meta.job_id
+        job_id, delivery = request.job.meta.job_id, request.job.meta.delivery
         for kind, uri in request.paths_upload.items():
             self.local_path(uri, f"paths_upload.{kind}")
         for name, uri in request.job.handler.files_down.items():
             self.local_path(uri, f"files_down[{name!r}]")
-        if job_id in self.seen:
+        if delivery in self.seen:
             log.info("sim.redelivered", job_id=job_id)
-            return {"id": self.seen[job_id], "job_id": job_id, "status": "queued"}
-        self.seen[job_id] = queue_id = next(self._queue_ids)
+            return {"id": self.seen[delivery], "job_id": job_id, "status": "queued"}
+        self.seen[delivery] = queue_id = next(self._queue_ids)
         task = asyncio.create_task(self.run(request))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
