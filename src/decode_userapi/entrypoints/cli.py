@@ -233,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the HTTP API (settings from the environment and .env)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     serve.add_argument("--workers", type=int, default=1, help="processes (each with its own dispatcher)")
     serve.add_argument("--reload", action="store_true", help="restart when the code changes (development)")
     serve.add_argument("--log-level", default="info")
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         "worker-sim",
         help="a stand-in worker-facing API that runs every job to `finished` (local storage; development)",
     )
-    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     sim.add_argument("--port", type=int, default=8001, help="WORKERFACING_API_URL's port (default 8001)")
     sim.add_argument(
         "--userapi-url",
