@@ -13,12 +13,57 @@ DEFAULT_DATA_DIR = "decode-userapi-data"
 PACKAGED_CONFIG = "application_config.yaml"
 
 
-# Environment variables whose names are not the setting's name in capitals.
+# The environment variable behind each setting (`decode-userapi config show` prints these names).
 ENV_NAMES = {
     "data_dir": "DECODE_DATA_DIR",
+    "auth": "AUTH",
+    "filesystem": "FILESYSTEM",
+    "user_data_root_path": "USER_DATA_ROOT_PATH",
+    "s3_bucket": "S3_BUCKET",
+    "s3_region": "S3_REGION",
+    "database_url": "DATABASE_URL",
+    "database_secret": "DATABASE_SECRET",
+    "database_migrate_on_start": "DATABASE_MIGRATE_ON_START",
+    "database_pool_size": "DATABASE_POOL_SIZE",
+    "database_pool_timeout": "DATABASE_POOL_TIMEOUT_SECONDS",
+    "workerfacing_api_url": "WORKERFACING_API_URL",
     "internal_api_key": "INTERNAL_API_KEY_SECRET",
-    "identity": "(from COGNITO_USER_POOL_ID)",
+    "identity": "COGNITO_USER_POOL_ID",  # not a variable of its own: cognito when the pool is set
+    "cognito_client_id": "COGNITO_CLIENT_ID",
+    "cognito_secret": "COGNITO_SECRET",
+    "cognito_user_pool_id": "COGNITO_USER_POOL_ID",
+    "cognito_region": "COGNITO_REGION",
+    "cognito_jwks_url": "COGNITO_JWKS_URL",
+    "token_signing_key": "TOKEN_SIGNING_KEY",
+    "token_ttl_seconds": "TOKEN_TTL_SECONDS",
+    "application_config_file": "APPLICATION_CONFIG_FILE",
+    "email_sender_service": "EMAIL_SENDER_SERVICE",
+    "email_sender_address": "EMAIL_SENDER_ADDRESS",
+    "email_sender_api_key": "EMAIL_SENDER_API_KEY",
+    "email_sender_secret_key": "EMAIL_SENDER_SECRET_KEY",
+    "frontend_url": "FRONTEND_URL",
+    "dispatch_max_delay_seconds": "DISPATCH_MAX_DELAY_SECONDS",
+    "dispatch_give_up_seconds": "DISPATCH_GIVE_UP_SECONDS",
+    "dispatch_lease_seconds": "DISPATCH_LEASE_SECONDS",
+    "workerfacing_api_timeout_seconds": "WORKERFACING_API_TIMEOUT_SECONDS",
+    "max_upload_bytes": "MAX_UPLOAD_BYTES",
+    "max_json_bytes": "MAX_JSON_BYTES",
+    "user_quota_bytes": "USER_QUOTA_BYTES",
+    "token_rate_per_minute_user": "TOKEN_RATE_PER_MINUTE_USER",
+    "token_rate_per_minute_address": "TOKEN_RATE_PER_MINUTE_ADDRESS",
 }
+# Read outside `Settings`: by `configure_logging`, and by the AWS SDK itself (endpoints, credentials).
+LOGGING_ENV = {"LOG_LEVEL": "INFO", "LOG_FORMAT": "console"}  # name: default
+AWS_ENV = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL_COGNITO_IDENTITY_PROVIDER",
+    "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+)
+AWS_SECRET_ENV = ("AWS_SECRET_ACCESS_KEY",)
 
 
 class SettingsError(ValueError):

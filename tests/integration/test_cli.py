@@ -54,9 +54,16 @@ def test_config_show_masks_secrets(tmp_path):
             "DATABASE_URL": "postgresql://app:{}@db.example.org/userapi",
             "DATABASE_SECRET": "hunter2",
             "INTERNAL_API_KEY_SECRET": "internal-key-value",
+            "DATABASE_POOL_TIMEOUT_SECONDS": "12",
+            "AWS_SECRET_ACCESS_KEY": "aws-secret-value",
         },
     )
     assert r.returncode == 0, r.stderr
+    rows = {line.split()[0]: line[len(line.split()[0]) :].strip() for line in r.stdout.splitlines() if line[:1] != "#"}
+    # the real variable names, the ones read outside Settings too
+    assert rows["DATABASE_POOL_TIMEOUT_SECONDS"] == "12"
+    assert {"LOG_LEVEL", "LOG_FORMAT", "TOKEN_TTL_SECONDS", "AWS_ENDPOINT_URL_S3"} <= rows.keys()
+    assert "aws-secret-value" not in r.stdout
     assert "hunter2" not in r.stdout and "internal-key-value" not in r.stdout
     assert "postgresql://app:***@db.example.org/userapi" in r.stdout
     assert "INTERNAL_API_KEY_SECRET" in r.stdout

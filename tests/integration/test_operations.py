@@ -26,7 +26,9 @@ async def test_health_ready_metrics(client, alice, fake_workerfacing):
         "workerfacing_api": "ok",
     }
     await client.get("/jobs", headers=alice.headers)
-    text = (await client.get("/metrics")).text
+    r = await client.get("/metrics")
+    assert r.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"  # one charset
+    text = r.text
     assert 'decode_userapi_http_requests_total{method="GET",route="/jobs",status="200"}' in text
     assert "decode_userapi_dispatch_backlog" in text and "decode_userapi_email_failures" in text
 

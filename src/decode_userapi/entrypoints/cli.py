@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,36 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker_sim(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from decode_userapi.entrypoints.worker_sim import SimulatorConfig, create_simulator_app
+    from decode_userapi.logging import configure_logging
+
+    configure_logging()
+    settings = Settings.from_env()
+    if settings.filesystem != "local":
+        print("decode-userapi: worker-sim serves local storage only (FILESYSTEM=local)", file=sys.stderr)
+        return 2
+    if not settings.internal_api_key:
+        print(
+            "decode-userapi: worker-sim needs INTERNAL_API_KEY_SECRET, the same as `serve` reads "
+            "(e.g. one line in a .env file in the directory both start from)",
+            file=sys.stderr,
+        )
+        return 2
+    config = SimulatorConfig(
+        api_key=settings.internal_api_key,
+        userapi_url=args.userapi_url,
+        data_root=settings.user_data_root_path,
+        step_seconds=args.step_seconds,
+    )
+    print(f"worker simulator on http://{args.host}:{args.port}, reporting to {config.userapi_url}")
+    print(f"  writes job results under {Path(config.data_root).resolve()}, one status every {args.step_seconds} s")
+    uvicorn.run(create_simulator_app(config), host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
 def _apps(args: argparse.Namespace) -> int:
     import yaml
 
@@ -91,7 +122,10 @@ def _apps(args: argparse.Namespace) -> int:
 
 
 def _config_show(args: argparse.Namespace) -> int:
+    """Every setting the service reads, by its environment variable, as the service would use it."""
     import msgspec
+
+    from decode_userapi.config import AWS_ENV, AWS_SECRET_ENV, ENV_NAMES, LOGGING_ENV
 
     settings = Settings.from_env()
     shown = msgspec.to_builtins(settings)
@@ -103,10 +137,17 @@ def _config_show(args: argparse.Namespace) -> int:
         scheme, rest = url.split("//", 1)
         credentials, host = rest.split("@", 1)
         shown["database_url"] = f"{scheme}//{credentials.split(':', 1)[0]}:***@{host}"
-    names = {name: ENV_NAMES.get(name, name.upper()) for name in shown}
-    width = max(len(name) for name in names.values())
-    for name, value in shown.items():
-        print(f"{names[name]:<{width}}  {value}")
+    identity = shown.pop("identity")
+    rows = [(ENV_NAMES[name], "" if value is None else str(value)) for name, value in shown.items()]
+    rows += [(name, os.environ.get(name) or default) for name, default in LOGGING_ENV.items()]
+    for name in AWS_ENV:
+        value = os.environ.get(name, "")
+        rows.append((name, "***" if value and name in AWS_SECRET_ENV else value))
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    print(f"# identity provider: {identity} (cognito when COGNITO_USER_POOL_ID is set)")
+    print("# AWS_* are read by the AWS SDK from the process environment; empty: the SDK's default")
     return 0
 
 
@@ -117,7 +158,6 @@ def _user(args: argparse.Namespace) -> int:
 async def _user_command(args: argparse.Namespace) -> int:
     from decode_userapi.domain.errors import DomainError
     from decode_userapi.entrypoints.embedded import UserApi
-
     from decode_userapi.logging import configure_logging
 
     configure_logging("WARNING")
@@ -184,12 +224,27 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the HTTP API (settings from the environment and .env)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     serve.add_argument("--workers", type=int, default=1, help="processes (each with its own dispatcher)")
     serve.add_argument("--reload", action="store_true", help="restart when the code changes (development)")
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(run=_serve)
+
+    sim = commands.add_parser(
+        "worker-sim",
+        help="a stand-in worker-facing API that runs every job to `finished` (local storage; development)",
+    )
+    sim.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sim.add_argument("--port", type=int, default=8001, help="WORKERFACING_API_URL's port (default 8001)")
+    sim.add_argument(
+        "--userapi-url",
+        default=os.environ.get("USERAPI_URL", "http://127.0.0.1:8000"),
+        help="where `serve` listens, for status updates (default $USERAPI_URL or http://127.0.0.1:8000)",
+    )
+    sim.add_argument("--step-seconds", type=float, default=1.0, help="delay between two statuses (default 1)")
+    sim.add_argument("--log-level", default="info")
+    sim.set_defaults(run=_worker_sim)
 
     db = commands.add_parser("db", help="the database schema (DATABASE_URL)")
     db_commands = db.add_subparsers(dest="db_command", required=True)

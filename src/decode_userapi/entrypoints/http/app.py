@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,7 +11,6 @@ from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from decode_userapi.container import Services, start_services, stop_services
 from decode_userapi.entrypoints.http.deps import provide_principal
@@ -21,11 +19,17 @@ from decode_userapi.entrypoints.http.files import FilesController
 from decode_userapi.entrypoints.http.headers import security_headers
 from decode_userapi.entrypoints.http.internal import job_status
 from decode_userapi.entrypoints.http.jobs import JobsController
+from decode_userapi.entrypoints.http.openapi import (
+    DOCS_CSP,
+    DOCS_PATH,
+    SCHEMA_PATH,
+    ApiDocument,
+    DocumentRenderPlugin,
+    docs_handlers,
+)
 from decode_userapi.entrypoints.http.ops import Metrics, health, metrics_handler, ready, request_context
 from decode_userapi.entrypoints.http.ratelimit import LoginRateLimiter
 from decode_userapi.entrypoints.http.users import ACCOUNT_HANDLERS, SERVICE_HANDLERS
-
-DOCS_PATH = "/docs"
 
 
 def create_app(services: Services, *, manage_adapters: bool = True) -> Litestar:
@@ -48,6 +52,7 @@ def create_app(services: Services, *, manage_adapters: bool = True) -> Litestar:
     jobs, files, ops, users = services.jobs(), services.files(), services.ops(), services.users()
     login_limiter = LoginRateLimiter(settings.token_rate_per_minute_user, settings.token_rate_per_minute_address)
     metrics = Metrics()
+    document = ApiDocument()
     email = adapters.email_sender()
     handlers: list[Any] = [
         *SERVICE_HANDLERS,
@@ -57,6 +62,7 @@ def create_app(services: Services, *, manage_adapters: bool = True) -> Litestar:
         health,
         ready,
         metrics_handler(metrics, lambda: getattr(email, "failures", 0)),
+        *docs_handlers(document),
     ]
     if settings.auth:
         handlers += ACCOUNT_HANDLERS
@@ -83,7 +89,7 @@ def create_app(services: Services, *, manage_adapters: bool = True) -> Litestar:
             "max_upload_bytes": Provide(lambda: settings.max_upload_bytes, sync_to_thread=False),
         },
         middleware=[request_context(metrics)],
-        before_send=[security_headers(DOCS_PATH)],
+        before_send=[security_headers(DOCS_PATH, DOCS_CSP)],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],
         cors_config=cors,
@@ -91,8 +97,9 @@ def create_app(services: Services, *, manage_adapters: bool = True) -> Litestar:
         openapi_config=OpenAPIConfig(
             title="DECODE OpenCloud user-facing API",
             version="1.0.0",
-            path=DOCS_PATH,
-            render_plugins=[SwaggerRenderPlugin(path="/")],
+            description="Files, jobs and identity for DECODE OpenCloud users. Interactive: /docs.",
+            path=SCHEMA_PATH,  # the document (completed by `openapi.py`) at /schema/openapi.json
+            render_plugins=[DocumentRenderPlugin(document)],
         ),
     )
     # What the guards (which take no dependencies) need.

@@ -1,9 +1,9 @@
 """Security headers on every response, errors and unmatched routes included (a `before_send` hook).
 
 The API answers JSON and file bytes that belong to one user: none of it may be cached, sniffed as
-another type, framed, or leak the URL it came from. The interactive documentation under the
-OpenAPI path keeps loading its scripts and styles, so it gets no Content-Security-Policy and may be
-cached.
+another type, framed, or leak the URL it came from. The interactive documentation under `/docs`
+loads its script, style and icons from the service itself: its pages get a Content-Security-Policy
+that allows exactly that (`'self'`), and may be cached.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ API_ONLY: tuple[tuple[bytes, bytes], ...] = (
 )
 
 
-def security_headers(docs_path: str) -> Callable[[Message, Scope], Awaitable[None]]:
+def security_headers(docs_path: str, docs_csp: str) -> Callable[[Message, Scope], Awaitable[None]]:
     """A `before_send` hook adding the headers; ones a handler set itself are left as they are."""
     docs = docs_path.rstrip("/")
+    docs_only = ((b"content-security-policy", docs_csp.encode()),)
 
     async def add_headers(message: Message, scope: Scope) -> None:
         if message["type"] != "http.response.start":
@@ -34,7 +35,7 @@ def security_headers(docs_path: str) -> Callable[[Message, Scope], Awaitable[Non
         is_docs = path == docs or path.startswith(f"{docs}/")
         headers = list(message.get("headers") or [])
         present = {name.lower() for name, _ in headers}
-        for name, value in ALWAYS if is_docs else ALWAYS + API_ONLY:
+        for name, value in ALWAYS + (docs_only if is_docs else API_ONLY):
             if name not in present:
                 headers.append((name, value))
         message["headers"] = headers

@@ -13,10 +13,12 @@ from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from decode_userapi.services.ops import OpsService
 
+# Prometheus' text format. Litestar adds `; charset=utf-8` to every `text/` type itself, so the
+# client library's CONTENT_TYPE_LATEST (which has it already) would send it twice.
+METRICS_MEDIA_TYPE = "text/plain; version=0.0.4"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 REQUEST_ID_HEADER = "x-request-id"
 
@@ -125,6 +127,6 @@ def metrics_handler(metrics: Metrics, email_failures: Any) -> Any:
             metrics.dispatch_failures.labels(kind).set(count)
         metrics.workerfacing_api_misconfigured.set(1 if dispatch.misconfigured else 0)
         metrics.email_failures.set(email_failures())
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(metrics.registry), media_type=METRICS_MEDIA_TYPE)
 
     return serve_metrics
