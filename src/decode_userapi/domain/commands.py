@@ -16,6 +16,7 @@ from decode_userapi.domain.jobs import (
     JobStatus,
     PathsOut,
 )
+from decode_userapi.domain.text import refuse_unsafe_text
 
 
 class JobCreate(msgspec.Struct, kw_only=True):
@@ -28,9 +29,15 @@ class JobCreate(msgspec.Struct, kw_only=True):
     attributes: JobAttributes | None = None
     hardware: HardwareSpec | None = None
 
+    def __post_init__(self) -> None:
+        # Every string of the command is stored: none may hold NUL or a lone surrogate (422).
+        refuse_unsafe_text(self)
+
 
 class StatusUpdate(msgspec.Struct, kw_only=True):
-    """An update from the worker-facing API."""
+    """An update from the worker-facing API. `runtime_details` are a worker's log lines: they are never
+    refused for their characters (NUL and lone surrogates are stored as U+FFFD, see
+    `domain.jobs.apply_status_update`), and only their newest `MAX_RUNTIME_DETAILS` characters are kept."""
 
     job_id: int
     status: JobStatus

@@ -5,10 +5,12 @@ from __future__ import annotations
 import enum
 import re
 from datetime import datetime
+from typing import Annotated
 
 import msgspec
 
 from decode_userapi.domain.errors import InvalidRequest
+from decode_userapi.domain.text import replace_unsafe_text
 
 
 class JobStatus(str, enum.Enum):
@@ -46,6 +48,9 @@ MAX_JOB_NAME = 128
 MAX_ENV_VARS = 64
 MAX_ENV_VALUE = 4096
 MAX_INPUTS = 1000
+MAX_NAME = 256  # application, version, entrypoint, env var names, hardware strings
+MAX_INPUT_ID = 1024  # a path below config/, data/ or artifact/ (UserPath's MAX_PATH_BYTES)
+MAX_RUNTIME_DETAILS = 64 * 1024  # characters kept of a job's runtime details (the newest)
 _JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+\-]*")
 
 
@@ -54,28 +59,40 @@ _JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+\-]*")
 # longer triggers garbage collections that walk the whole heap (measured: a quarter of a listing's CPU).
 
 
+# Bounds on what a job's JSON may carry, checked by msgspec as the body is decoded (422), and shown in
+# the OpenAPI document. They apply when stored jobs are read back too, so they are never tighter than
+# what the service accepted before (names from the catalog, inputs that are paths, env vars as checked
+# in `applications.check_env_vars`).
+Name = Annotated[str, msgspec.Meta(max_length=MAX_NAME)]
+InputId = Annotated[str, msgspec.Meta(max_length=MAX_INPUT_ID)]
+InputIds = Annotated[list[InputId], msgspec.Meta(max_length=MAX_INPUTS)]
+EnvVars = Annotated[
+    dict[Name, Annotated[str, msgspec.Meta(max_length=MAX_ENV_VALUE)]], msgspec.Meta(max_length=MAX_ENV_VARS)
+]
+
+
 class ApplicationSpec(msgspec.Struct, gc=False):
-    application: str
-    version: str
-    entrypoint: str
+    application: Name
+    version: Name
+    entrypoint: Name
 
 
 class FilesDown(msgspec.Struct, gc=False):
-    config_id: str | None = None
-    data_ids: list[str] = []
-    artifact_ids: list[str] = []
+    config_id: InputId | None = None
+    data_ids: InputIds = []
+    artifact_ids: InputIds = []
 
 
 class JobAttributes(msgspec.Struct, gc=False):
     files_down: FilesDown = msgspec.field(default_factory=FilesDown)
-    env_vars: dict[str, str] = {}
+    env_vars: EnvVars = {}
 
 
 class HardwareSpec(msgspec.Struct, gc=False):
     cpu_cores: int | None = None
     memory: int | None = None
-    gpu_model: str | None = None
-    gpu_archi: str | None = None
+    gpu_model: Name | None = None
+    gpu_archi: Name | None = None
     gpu_mem: int | None = None
 
 
@@ -186,11 +203,41 @@ def apply_status_update(
     if status.is_terminal:
         job.date_finished = now
     if runtime_details:
-        job.runtime_details = (
-            f"{job.runtime_details}\n{runtime_details}" if job.runtime_details else runtime_details
-        )
+        job.runtime_details = append_runtime_details(job.runtime_details, runtime_details)
         changed = True
     return UpdateOutcome(applied=changed, entered_terminal=status.is_terminal, stale=False)
+
+
+_DROPPED = re.compile(r"\[… ([0-9,]+) earlier characters dropped …\]\n")
+
+
+def append_runtime_details(
+    stored: str | None, details: str, limit: int = MAX_RUNTIME_DETAILS
+) -> str:
+    """`details` appended to `stored` on a new line, keeping the newest `limit` characters.
+
+    Characters no database stores (NUL, lone surrogates) become U+FFFD: a worker's log line is never
+    lost, nor refused. When older text must go, it goes up to a line break where the kept text has
+    one soon after the cut, and a first line ``[… 12,345 earlier characters dropped …]`` says how much went in all
+    (counting what earlier truncations dropped); the result, marker included, is at most `limit`
+    characters. Characters, not bytes: PostgreSQL's `text` and Python's `str` count them alike.
+    """
+    details = replace_unsafe_text(details)
+    text = f"{stored}\n{details}" if stored else details
+    if len(text) <= limit:
+        return text
+    dropped = 0
+    if (earlier := _DROPPED.match(text)) is not None:
+        dropped = int(earlier.group(1).replace(",", ""))
+        text = text[earlier.end() :]
+    marker_room = len("[…  earlier characters dropped …]\n") + 32  # room for any count's digits
+    keep = max(limit - marker_room, 0)
+    cut = len(text) - keep
+    line_break = text.find("\n", cut, min(cut + 1024, len(text) - 1))
+    if line_break != -1:
+        cut = line_break + 1  # start the kept text at a line of its own, if one starts soon
+    dropped += cut
+    return f"[… {dropped:,} earlier characters dropped …]\n{text[cut:]}"
 
 
 def end_of_job_email(job: Job) -> tuple[str, str]:

@@ -13,6 +13,7 @@ from litestar.status_codes import HTTP_201_CREATED
 from decode_userapi.domain.commands import TokenView, UserView
 from decode_userapi.domain.errors import InvalidRequest
 from decode_userapi.domain.identity import Principal
+from decode_userapi.domain.text import check_text
 from decode_userapi.entrypoints.http.errors import error_responses
 from decode_userapi.entrypoints.http.ratelimit import LoginRateLimiter, client_address
 from decode_userapi.ports.identity import IdentityProvider
@@ -45,7 +46,7 @@ async def _credentials(request: Request[Any, Any, Any]) -> tuple[str, str]:
         raise InvalidRequest("form fields 'username' and 'password' are needed")
     if len(username) > MAX_FIELD or len(password) > MAX_FIELD:
         raise InvalidRequest(f"username and password are at most {MAX_FIELD} characters")
-    return username, password
+    return check_text(username, "username"), check_text(password, "password")
 
 
 async def _sign_in(request: Request[Any, Any, Any]) -> tuple[str, int]:
@@ -66,7 +67,7 @@ async def _sign_in(request: Request[Any, Any, Any]) -> tuple[str, int]:
 )
 async def create_user(request: Request[Any, Any, Any]) -> UserView:
     username, password = await _credentials(request)
-    groups = request.query_params.getall("groups", []) or ["users"]
+    groups = [check_text(g, "groups") for g in request.query_params.getall("groups", [])] or ["users"]
     principal = await request.app.state.identity.register(username, password, groups)
     return UserView(email=principal.email, groups=list(principal.groups))
 
