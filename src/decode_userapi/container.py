@@ -200,7 +200,10 @@ class Services(containers.DeclarativeContainer):
         dispatch_now=dispatcher.provided.wake,
     )
     files = providers.Factory(
-        FileService, storage=adapters.file_storage, quota_bytes=settings.provided.user_quota_bytes
+        FileService,
+        storage=adapters.file_storage,
+        quota_bytes=settings.provided.user_quota_bytes,
+        max_listing_entries=settings.provided.max_listing_entries,
     )
     ops = providers.Factory(
         OpsService,

@@ -8,11 +8,13 @@ before it fills path parameters. A trailing `/download`, `/url` or `/upload` nam
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from litestar import Controller, Request, delete, get, post, put
+import msgspec
+from litestar import Controller, MediaType, Request, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, Parameter, QueryParameter
 from litestar.response import Stream
@@ -22,6 +24,7 @@ from decode_userapi.domain.commands import Rename
 from decode_userapi.domain.errors import BadRequest
 from decode_userapi.domain.files import FileHTTPRequest, FileInfo, UserPath
 from decode_userapi.domain.identity import Principal
+from decode_userapi.domain.text import replace_unsafe_text
 from decode_userapi.entrypoints.http.deps import api_base_url, raw_subpath
 from decode_userapi.entrypoints.http.errors import error_responses
 from decode_userapi.entrypoints.http.multipart import MultipartFile
@@ -63,6 +66,36 @@ def _split_action(request: Request[Any, Any, Any], actions: tuple[str, ...]) -> 
     return raw, None
 
 
+_LISTING = msgspec.json.Encoder()
+
+
+def _encode_page(page: list[FileInfo]) -> bytes:
+    try:
+        return _LISTING.encode(page)
+    except UnicodeEncodeError:
+        # A name on disk that is not UTF-8 (a job wrote it) holds surrogates no JSON can carry.
+        return _LISTING.encode([FileInfo(replace_unsafe_text(i.path), i.type, i.size) for i in page])
+
+
+async def json_array(pages: AsyncGenerator[list[FileInfo], None]) -> AsyncIterator[bytes]:
+    """A listing's pages as one JSON array, a chunk per page, as the storage walks the tree.
+
+    Errors found before the first chunk (a missing folder, too many entries) were raised by the
+    service already and get their 4xx. One found later (the storage failing part-way, the tree grown
+    past the limit) can no longer change the status: the answer stops there, the connection is closed
+    without the chunked body's end, and no client can take the unfinished array for a whole one.
+    """
+    opened = False
+    try:
+        async for page in pages:
+            if page:
+                yield (b"," if opened else b"[") + _encode_page(page)[1:-1]
+                opened = True
+        yield b"]" if opened else b"[]"
+    finally:
+        await pages.aclose()
+
+
 def content_disposition(filename: str) -> str:
     """`attachment` with the name as a plain token when it is one, else quoted plus RFC 5987 UTF-8."""
     if _TOKEN.fullmatch(filename):
@@ -78,7 +111,7 @@ class FilesController(Controller):
     @get(
         ["/", "/{p:path}"],
         summary="List a folder, download, or get a download request",
-        responses=error_responses(400, 401, 403, 404, 503),
+        responses=error_responses(400, 401, 403, 404, 413, 503),
     )
     async def read(
         self,
@@ -104,12 +137,13 @@ class FilesController(Controller):
                 api_download_url=f"{api_base_url(request)}{PREFIX}{raw}/download",
                 authorization=request.headers.get("authorization"),
             )
-        return await files.list(
+        pages = await files.listing(
             principal,
             path,
             show_dirs=_flag(show_dirs, "show_dirs", True),
             recursive=_flag(recursive, "recursive", False),
         )
+        return Stream(json_array(pages), media_type=MediaType.JSON)
 
     @post(
         ["/", "/{p:path}"],
