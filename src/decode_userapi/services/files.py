@@ -47,11 +47,16 @@ PREFETCH_ENTRIES = 10_000  # a listing up to this size is read whole before its 
 
 class FileService:
     def __init__(
-        self, storage: FileStorage, quota_bytes: int = 0, max_listing_entries: int = DEFAULT_MAX_LISTING_ENTRIES
+        self,
+        storage: FileStorage,
+        quota_bytes: int = 0,
+        max_listing_entries: int = DEFAULT_MAX_LISTING_ENTRIES,
+        prefetch_entries: int = PREFETCH_ENTRIES,
     ) -> None:
         self._storage = storage
         self._quota = quota_bytes  # per user; 0: none
         self._max_entries = max_listing_entries
+        self._prefetch_entries = prefetch_entries
 
     async def _ensure_tree(self, user: str) -> None:
         for folder in ROOT_FOLDERS:
@@ -71,7 +76,7 @@ class FileService:
 
         Everything that can refuse the listing is checked before this returns: the folder exists
         (`NotFound`), and the walk stays within `max_listing_entries` files and folders
-        (`PayloadTooLarge`). Up to `PREFETCH_ENTRIES` are read at once; a larger tree is counted by a
+        (`PayloadTooLarge`). Up to `prefetch_entries` are read at once; a larger tree is counted by a
         first walk, then walked again as the pages are sent, so memory stays flat. Should the tree
         grow past the limit between the two walks, the pages stop with `PayloadTooLarge` part-way.
         """
@@ -98,7 +103,7 @@ class FileService:
     async def _prefetch(
         self, pages: AsyncGenerator[list[Entry], None], folder: UserPath
     ) -> tuple[list[list[Entry]], bool]:
-        """The first pages, up to `PREFETCH_ENTRIES` entries, and whether they are all there are."""
+        """The first pages, up to `prefetch_entries` entries, and whether they are all there are."""
         head: list[list[Entry]] = []
         count = 0
         async for page in pages:
@@ -106,7 +111,7 @@ class FileService:
             count += len(page)
             if count > self._max_entries:
                 raise self._too_many(folder)
-            if count >= PREFETCH_ENTRIES:
+            if count >= self._prefetch_entries:
                 return head, False
         return head, True
 
