@@ -13,8 +13,9 @@ log = structlog.get_logger(__name__)
 
 
 class Janitor:
-    """Calls `clean(now - age)` once at `start()` and then every `interval` seconds, in a task of its
-    own, until `aclose()`. A failure is logged and retried at the next round; `interval=None`: never."""
+    """Calls `clean(now - age)` `first_delay` seconds after `start()` and then every `interval`
+    seconds, in a task of its own, until `aclose()`. A failure is logged and retried at the next
+    round; `interval=None`: never."""
 
     def __init__(
         self,
@@ -22,11 +23,13 @@ class Janitor:
         clean: Callable[[datetime], Awaitable[int]],
         age: float,
         interval: float | None,
+        first_delay: float = 0.0,
     ) -> None:
         self._storage = storage
         self._clean = clean
         self._age = timedelta(seconds=age)
         self._interval = interval
+        self._first_delay = first_delay
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -35,6 +38,7 @@ class Janitor:
 
     async def _run(self) -> None:
         assert self._interval is not None
+        await asyncio.sleep(self._first_delay)
         while True:
             try:
                 await self._clean(datetime.now(UTC) - self._age)

@@ -91,13 +91,15 @@ class S3FileStorage:
         session: aioboto3.Session | None = None,
         leftover_age: float = 24 * 3600.0,
         cleanup_interval: float | None = 3600.0,
+        cleanup_delay: float = 60.0,
     ) -> None:
         """`endpoint_url=None` lets the AWS SDK's own settings apply (`AWS_ENDPOINT_URL_S3`,
         `AWS_ENDPOINT_URL`, profiles); `max_attempts` counts the first try; `max_upload_bytes`
         caps pre-signed POST uploads (a `content-length-range` condition); `session` is an
         `aioboto3.Session` to use (a profile, say) instead of a default one. Multipart uploads begun
-        under `root` more than `leftover_age` seconds ago are aborted at `start()` and then every
-        `cleanup_interval` seconds (None: only when `remove_leftovers` is called)."""
+        under `root` more than `leftover_age` seconds ago are aborted `cleanup_delay` seconds after
+        `start()` (not in the way of a start-up, nor of a short-lived command such as
+        `decode-userapi s3 cleanup`, which does its own) and then every `cleanup_interval` seconds (None: only when `remove_leftovers` is called)."""
         if not bucket:
             raise ValueError("an S3 bucket name is required")
         if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
@@ -124,7 +126,7 @@ class S3FileStorage:
         self._session = session or aioboto3.Session()
         self._stack: AsyncExitStack | None = None
         self._client: Any = None
-        self._cleanup = Janitor("s3", self.remove_leftovers, leftover_age, cleanup_interval)
+        self._cleanup = Janitor("s3", self.remove_leftovers, leftover_age, cleanup_interval, cleanup_delay)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
