@@ -7,7 +7,13 @@ from typing import Any
 
 import msgspec
 
+from decode_userapi.domain.errors import InvalidRequest
 from decode_userapi.domain.jobs import (
+    MAX_ENV_VALUE,
+    MAX_ENV_VARS,
+    MAX_INPUT_ID,
+    MAX_INPUTS,
+    MAX_NAME,
     ApplicationSpec,
     DispatchState,
     HardwareSpec,
@@ -30,8 +36,42 @@ class JobCreate(msgspec.Struct, kw_only=True):
     hardware: HardwareSpec | None = None
 
     def __post_init__(self) -> None:
-        # Every string of the command is stored: none may hold NUL or a lone surrogate (422).
-        refuse_unsafe_text(self)
+        # Checked here, as the body is decoded, and answered 422 naming the field (`InvalidRequest`
+        # passes through msgspec and Litestar as it is). Not as `Meta` constraints on the Structs:
+        # those would apply to every stored job read back too, and answer 400.
+        refuse_unsafe_text(self)  # every string is stored: no NUL, no lone surrogate
+        _check_bounds(self)
+
+
+def _at_most(size: int, limit: int, field: str, unit: str = "characters") -> None:
+    if size > limit:
+        raise InvalidRequest(f"{field}: at most {limit} {unit}")
+
+
+def _check_bounds(job: JobCreate) -> None:
+    """What a job may carry (the body's MAX_JSON_BYTES bounds the rest); the job name, environment
+    and priority are checked by the job service, the names against the application catalog."""
+    for name in ("application", "version", "entrypoint"):
+        _at_most(len(getattr(job.application, name)), MAX_NAME, f"application.{name}")
+    if job.attributes is not None:
+        files_down = job.attributes.files_down
+        if files_down.config_id is not None:
+            _at_most(len(files_down.config_id), MAX_INPUT_ID, "attributes.files_down.config_id")
+        for kind in ("data_ids", "artifact_ids"):
+            ids = getattr(files_down, kind)
+            _at_most(len(ids), MAX_INPUTS, f"attributes.files_down.{kind}", "entries")
+            for index, input_id in enumerate(ids):
+                _at_most(len(input_id), MAX_INPUT_ID, f"attributes.files_down.{kind}[{index}]")
+        env_vars = job.attributes.env_vars
+        _at_most(len(env_vars), MAX_ENV_VARS, "attributes.env_vars", "variables")
+        for key, value in env_vars.items():
+            _at_most(len(key), MAX_NAME, "attributes.env_vars (a name)")
+            _at_most(len(value), MAX_ENV_VALUE, f"attributes.env_vars[{key!r}]")
+    if job.hardware is not None:
+        for name in ("gpu_model", "gpu_archi"):
+            value = getattr(job.hardware, name)
+            if value is not None:
+                _at_most(len(value), MAX_NAME, f"hardware.{name}")
 
 
 class StatusUpdate(msgspec.Struct, kw_only=True):

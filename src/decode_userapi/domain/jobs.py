@@ -5,7 +5,6 @@ from __future__ import annotations
 import enum
 import re
 from datetime import datetime
-from typing import Annotated
 
 import msgspec
 
@@ -59,40 +58,28 @@ _JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+\-]*")
 # longer triggers garbage collections that walk the whole heap (measured: a quarter of a listing's CPU).
 
 
-# Bounds on what a job's JSON may carry, checked by msgspec as the body is decoded (422), and shown in
-# the OpenAPI document. They apply when stored jobs are read back too, so they are never tighter than
-# what the service accepted before (names from the catalog, inputs that are paths, env vars as checked
-# in `applications.check_env_vars`).
-Name = Annotated[str, msgspec.Meta(max_length=MAX_NAME)]
-InputId = Annotated[str, msgspec.Meta(max_length=MAX_INPUT_ID)]
-InputIds = Annotated[list[InputId], msgspec.Meta(max_length=MAX_INPUTS)]
-EnvVars = Annotated[
-    dict[Name, Annotated[str, msgspec.Meta(max_length=MAX_ENV_VALUE)]], msgspec.Meta(max_length=MAX_ENV_VARS)
-]
-
-
 class ApplicationSpec(msgspec.Struct, gc=False):
-    application: Name
-    version: Name
-    entrypoint: Name
+    application: str
+    version: str
+    entrypoint: str
 
 
 class FilesDown(msgspec.Struct, gc=False):
-    config_id: InputId | None = None
-    data_ids: InputIds = []
-    artifact_ids: InputIds = []
+    config_id: str | None = None
+    data_ids: list[str] = []
+    artifact_ids: list[str] = []
 
 
 class JobAttributes(msgspec.Struct, gc=False):
     files_down: FilesDown = msgspec.field(default_factory=FilesDown)
-    env_vars: EnvVars = {}
+    env_vars: dict[str, str] = {}
 
 
 class HardwareSpec(msgspec.Struct, gc=False):
     cpu_cores: int | None = None
     memory: int | None = None
-    gpu_model: Name | None = None
-    gpu_archi: Name | None = None
+    gpu_model: str | None = None
+    gpu_archi: str | None = None
     gpu_mem: int | None = None
 
 

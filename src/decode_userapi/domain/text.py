@@ -20,11 +20,10 @@ _UNSAFE = re.compile("[\x00\ud800-\udfff]")
 REPLACEMENT = "\ufffd"
 
 
-class UnsafeText(InvalidRequest, ValueError):
-    """A string with a character no database stores (NUL, a lone surrogate).
-
-    Also a `ValueError`, so that msgspec, raising it from `__post_init__` while decoding, turns it into
-    a `ValidationError` (answered 422) like any other refusal of a value.
+class UnsafeText(InvalidRequest):
+    """A string with a character no database stores (NUL, a lone surrogate). Raised from a Struct's
+    `__post_init__` while msgspec decodes a body, it reaches the error table as it is (422): msgspec
+    wraps only `TypeError` and `ValueError` into its `ValidationError` (which Litestar answers 400).
     """
 
 

@@ -22,6 +22,7 @@ from decode_userapi.entrypoints.http.files import FilesController
 from decode_userapi.entrypoints.http.headers import security_headers
 from decode_userapi.entrypoints.http.internal import job_status
 from decode_userapi.entrypoints.http.jobs import JobsController
+from decode_userapi.entrypoints.http.limits import header_limits
 from decode_userapi.entrypoints.http.ops import Metrics, health, metrics_handler, ready, request_context
 from decode_userapi.entrypoints.http.ratelimit import LoginRateLimiter
 from decode_userapi.entrypoints.http.users import ACCOUNT_HANDLERS, SERVICE_HANDLERS
@@ -79,7 +80,7 @@ def create_app(services: Services, *, manage_adapters: bool = True) -> Litestar:
             "files": Provide(lambda: files(), sync_to_thread=False),
             "ops": Provide(lambda: ops(), sync_to_thread=False),
         },
-        middleware=[request_context(metrics)],
+        middleware=[header_limits(), request_context(metrics)],
         before_send=[security_headers(DOCS_PATH)],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],

@@ -18,6 +18,9 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from decode_userapi.domain.errors import BadRequest, PayloadTooLarge
 
 _BEGIN, _HEADER, _DATA, _END = range(4)
+# python-multipart bounds each part's headers (8 lines of 4 KiB: "malformed", 400); these bound the rest.
+MAX_PARTS = 32  # parts up to and including the file's (a browser's form sends one or a few)
+MAX_FIELD_BYTES = 1024**2  # bytes of the parts before the file's, which are read and dropped
 
 
 class MultipartFile:
@@ -77,10 +80,18 @@ class MultipartFile:
 
     async def open(self) -> str:
         """Advance to the file part; return its file name (not yet checked as a path)."""
+        parts = skipped = 0
         while True:
             kind, value = await self._next_event()
             if kind == _BEGIN:
+                parts += 1
+                if parts > MAX_PARTS:
+                    raise PayloadTooLarge(f"the upload has more than {MAX_PARTS} parts before its file")
                 self._headers = {}
+            elif kind == _DATA:
+                skipped += len(value)
+                if skipped > MAX_FIELD_BYTES:
+                    raise PayloadTooLarge(f"the upload has more than {MAX_FIELD_BYTES} bytes before its file")
             elif kind == _HEADER:
                 _, options = parse_options_header(value.get(b"content-disposition", b""))
                 name = options.get(b"name", b"").decode("utf-8", "replace")
