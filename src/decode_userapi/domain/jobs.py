@@ -204,10 +204,11 @@ def append_runtime_details(
     """`details` appended to `stored` on a new line, keeping the newest `limit` characters.
 
     Characters no database stores (NUL, lone surrogates) become U+FFFD: a worker's log line is never
-    lost, nor refused. When older text must go, it goes up to a line break where the kept text has
-    one soon after the cut, and a first line ``[… 12,345 earlier characters dropped …]`` says how much went in all
+    lost, nor refused. When older text must go, it goes up to a line break if one comes soon after
+    the cut, and a first line ``[… 12,345 earlier characters dropped …]`` says how much went in all
     (counting what earlier truncations dropped); the result, marker included, is at most `limit`
-    characters. Characters, not bytes: PostgreSQL's `text` and Python's `str` count them alike.
+    characters. Characters, not bytes (up to 4 bytes each in UTF-8): PostgreSQL's `text` and
+    Python's `str` count them alike.
     """
     details = replace_unsafe_text(details)
     text = f"{stored}\n{details}" if stored else details

@@ -96,7 +96,7 @@ class FileService:
 
     def _too_many(self, folder: UserPath) -> PayloadTooLarge:
         return PayloadTooLarge(
-            f"{folder or '/'} holds more than {self._max_entries:,} files and folders, the most one "
+            f"{str(folder) or '/'} holds more than {self._max_entries:,} files and folders, the most one "
             "listing or download may cover: list or download its subfolders one by one"
         )
 
