@@ -126,7 +126,6 @@ class LocalFileStorage:
         self._chunk_size = chunk_size  # bytes per read: each is one thread hop, and one send
         self._write_batch = write_batch  # bytes gathered before a write: each is one thread hop
         self.page_size = page_size
-        self._leftover_age = leftover_age
         self._cleanup = Janitor("local", self.remove_leftovers, leftover_age, cleanup_interval)
         self._closing = threading.Event()  # stops a clean-up's walk of a large tree at shutdown
 
