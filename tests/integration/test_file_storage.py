@@ -328,3 +328,16 @@ async def test_walk_of_a_missing_folder_is_not_found(paged: FileStorage) -> None
         async for _ in paged.walk("alice", P("data/missing/"), recursive=True):
             pass
     assert [page async for page in paged.walk("alice", P(""), recursive=True)] == []
+
+
+@pytest.mark.parametrize("recursive", [True, False])
+async def test_count_agrees_with_walk_and_stops_past_its_limit(paged: FileStorage, recursive: bool) -> None:
+    for path in TRICKY:
+        await put(paged, path)
+    walked = sum([len(page) async for page in paged.walk("alice", P("data/"), recursive=recursive)])
+    assert await paged.count("alice", P("data/"), recursive=recursive, limit=10**6) == walked
+    assert await paged.count("alice", P("data/"), recursive=recursive, limit=3) > 3
+    in_root = walked + 1 if recursive else 1  # and data/ itself
+    assert await paged.count("alice", P(""), recursive=recursive, limit=10**6) == in_root
+    with pytest.raises(NotFound):
+        await paged.count("alice", P("data/missing/"), recursive=recursive, limit=10)

@@ -34,6 +34,11 @@ class FileStorage(Protocol):
         """
         ...
 
+    async def count(self, user: str, path: UserPath, *, recursive: bool, limit: int) -> int:
+        """How many entries `walk` would yield, or a number above `limit` as soon as it is passed
+        (cheaper than walking: no sizes, no entries). `NotFound` if `path` is no directory."""
+        ...
+
     async def remove_leftovers(self, before: datetime) -> int:
         """Remove what interrupted uploads left behind and last changed before `before` (temporary
         files, pending multipart uploads); how many. Adapters also do this on their own, hourly."""

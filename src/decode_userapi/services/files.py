@@ -76,9 +76,9 @@ class FileService:
 
         Everything that can refuse the listing is checked before this returns: the folder exists
         (`NotFound`), and the walk stays within `max_listing_entries` files and folders
-        (`PayloadTooLarge`). Up to `prefetch_entries` are read at once; a larger tree is counted by a
-        first walk, then walked again as the pages are sent, so memory stays flat. Should the tree
-        grow past the limit between the two walks, the pages stop with `PayloadTooLarge` part-way.
+        (`PayloadTooLarge`). Up to `prefetch_entries` are read at once; a larger tree is counted
+        first (`FileStorage.count`), then walked on as the pages are sent, so memory stays flat.
+        Should the tree grow past the limit meanwhile, the pages stop with `PayloadTooLarge`.
         """
         user = principal.user_id
         if path.is_root or path.is_predefined_folder:
@@ -116,12 +116,9 @@ class FileService:
         return head, True
 
     async def _count(self, user: str, folder: UserPath, recursive: bool) -> int:
-        count = 0
-        async with aclosing(self._storage.walk(user, folder, recursive=recursive)) as pages:
-            async for page in pages:
-                count += len(page)
-                if count > self._max_entries:
-                    raise self._too_many(folder)
+        count = await self._storage.count(user, folder, recursive=recursive, limit=self._max_entries)
+        if count > self._max_entries:
+            raise self._too_many(folder)
         return count
 
     async def _infos(

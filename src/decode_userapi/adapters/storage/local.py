@@ -43,6 +43,12 @@ def _is_temp(name: str) -> bool:
 
 def _sorted_keys(fd: int) -> list[str]:
     """The names of the folder's files and folders, folders with a ``/`` after them, sorted."""
+    keys = _keys(fd)
+    keys.sort()
+    return keys
+
+
+def _keys(fd: int) -> list[str]:
     keys: list[str] = []
     with os.scandir(fd) as it:
         for item in it:
@@ -57,7 +63,6 @@ def _sorted_keys(fd: int) -> list[str]:
                     keys.append(f"{name}/")
             except OSError:
                 continue  # gone since the folder was read
-    keys.sort()
     return keys
 
 
@@ -236,6 +241,42 @@ class LocalFileStorage:
                 yield page
         finally:
             pages.close()  # closes the folders the walk holds open (it is not running: see _off_loop)
+
+    async def count(self, user: str, path: UserPath, *, recursive: bool, limit: int) -> int:
+        return await _off_loop(path, self._count, self._names(user, path), path.as_dir(), recursive, limit)
+
+    def _count(self, names: tuple[str, ...], path: UserPath, recursive: bool, limit: int) -> int:
+        """The names `_pages` would list, counted (depth first, one descriptor per level, as it):
+        no stat of each file, no sorting, no entries: about a third of a walk's time."""
+        stack: list[tuple[int, Iterator[str]]] = []
+        count = 0
+
+        def enter(fd: int) -> None:
+            nonlocal count
+            stack.append((fd, iter(())))  # on the stack first: closed if reading it fails
+            keys = _keys(fd)
+            count += len(keys)
+            stack[-1] = (fd, iter([key[:-1] for key in keys if key[-1] == "/"] if recursive else []))
+
+        try:
+            try:
+                enter(self._open_dir(names))
+            except OSError as e:
+                if _is_missing(e):
+                    raise NotFound(f"{path} is not a folder") from e
+                raise
+            while stack and count <= limit:
+                fd, folders = stack[-1]
+                name = next(folders, None)
+                if name is None:
+                    stack.pop()
+                    os.close(fd)
+                elif (child := _open_child(fd, name)) is not None:
+                    enter(child)
+        finally:
+            for fd, _ in stack:
+                os.close(fd)
+        return count
 
     def _pages(self, names: tuple[str, ...], path: UserPath, recursive: bool) -> Iterator[list[Entry]]:
         """The entries below the folder, depth first, in pages of `page_size`, in the order of the

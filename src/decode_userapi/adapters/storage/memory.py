@@ -78,6 +78,9 @@ class InMemoryFileStorage:
         for start in range(0, len(entries), self.page_size):
             yield entries[start : start + self.page_size]  # type: ignore[misc]
 
+    async def count(self, user: str, path: UserPath, *, recursive: bool, limit: int) -> int:
+        return sum([len(page) async for page in self.walk(user, path, recursive=recursive)])
+
     async def remove_leftovers(self, before: datetime) -> int:
         return 0  # writes here are all or nothing
 
