@@ -184,6 +184,13 @@ async def test_no_input_gets_a_5xx(client, stack) -> None:
     await check("raw bytes in the upload file name", "POST", "/files/data/upload", content=raw_part,
                 headers={**auth, "content-type": "multipart/form-data; boundary=b"})
 
+    # Headers: the bearer token and the internal key (latin-1 bytes, as HTTP carries them).
+    for value in (b"Bearer \xff\xfe", b"Bearer " + b"x" * 30_000, b"Bearer a.b.c", b"\xed\xa0\x80", b""):
+        await check(f"authorization {value[:12]!r}", "GET", "/files/", headers={"authorization": value})
+        await check(f"authorization {value[:12]!r} on /user", "GET", "/user", headers={"authorization": value})
+        await check(f"x-api-key {value[:12]!r}", "PUT", "/_job_status", headers={"x-api-key": value},
+                    json={"job_id": job_id, "status": "running"})
+
     # The job survived all that, and details with NUL were kept, not refused.
     r = await client.put("/_job_status", headers={"x-api-key": INTERNAL_KEY},
                          json={"job_id": job_id, "status": "running", "runtime_details": "a\x00b"})
