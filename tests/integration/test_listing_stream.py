@@ -142,3 +142,23 @@ def test_a_failure_after_the_first_byte_cuts_the_answer_short(settings) -> None:
                 assert r.status_code == 200
                 with pytest.raises(httpx.RemoteProtocolError):  # the chunked body never ends
                     r.read()
+
+
+@stacks("local-sqlite")
+async def test_names_on_disk_that_are_not_utf8_are_listed_and_zipped(client, alice, settings) -> None:
+    import io
+    import os
+    import zipfile
+
+    await upload(client, alice.headers, "odd/ok.txt")
+    folder = os.path.join(os.fsencode(settings.user_data_root_path), b"alice@example.org", b"data", b"odd")
+    with open(os.path.join(folder, b"caf\xe9.txt"), "wb") as f:  # Latin-1, as a job might write it
+        f.write(b"bytes")
+    r = await client.get("/files/data/odd/?recursive=true", headers=alice.headers)
+    assert r.status_code == 200
+    assert [f["path"] for f in r.json()] == ["data/odd/caf\ufffd.txt", "data/odd/ok.txt"]
+    r = await client.get("/files/data/odd/download", headers=alice.headers)
+    assert r.status_code == 200
+    archive = zipfile.ZipFile(io.BytesIO(r.content))
+    assert sorted(archive.namelist()) == ["caf\ufffd.txt", "ok.txt"]
+    assert archive.read("caf\ufffd.txt") == b"bytes"
