@@ -13,7 +13,7 @@ import pytest
 
 from decode_userapi.adapters.storage.local import LocalFileStorage
 from decode_userapi.domain.errors import Conflict, NotFound
-from decode_userapi.domain.files import UserPath
+from decode_userapi.domain.files import MAX_DEPTH, UserPath
 
 P = UserPath.parse
 
@@ -261,3 +261,16 @@ async def test_stale_temporary_files_are_removed_at_start_and_then_hourly(tmp_pa
     third = _leftover(root / "bob" / "data", ".upload-aaaaaaaaaaaaaaaa.part", 7200)
     await asyncio.sleep(0.2)
     assert third.exists()  # closed: no more rounds
+
+
+async def test_a_tree_deeper_than_any_path_is_listed_to_that_depth(storage: LocalFileStorage) -> None:
+    # A job may nest folders deeper than a client can name (MAX_DEPTH): the walk stops there, so
+    # it never holds a descriptor per level of an unbounded tree.
+    deep = storage.root / "alice" / "data"
+    for level in range(100):
+        deep = deep / f"l{level}"
+    deep.mkdir(parents=True)
+    (deep / "f").write_bytes(b"x")
+    listed = await storage.list("alice", P("data/"), recursive=True)
+    assert len(listed) == MAX_DEPTH - 1 and max(len(e.path.parts) for e in listed) == MAX_DEPTH
+    assert await storage.count("alice", P("data/"), recursive=True, limit=1000) == len(listed)

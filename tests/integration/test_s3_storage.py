@@ -21,7 +21,7 @@ import pytest
 
 from decode_userapi.adapters.storage.s3 import S3FileStorage
 from decode_userapi.domain.errors import InvalidPath, StorageUnavailable
-from decode_userapi.domain.files import Entry, UserPath
+from decode_userapi.domain.files import MAX_DEPTH, Entry, UserPath
 from tests.fakes.aws import LocalAws
 
 P = UserPath.parse
@@ -403,3 +403,11 @@ async def test_the_hourly_cleanup_runs_in_the_background_until_closed(
     admin.create_multipart_upload(Bucket=bucket, Key="user_data/alice/data/later.tif")
     await asyncio.sleep(0.2)
     assert [u["Key"] for u in pending_uploads(admin, bucket)] == ["user_data/alice/data/later.tif"]
+
+
+async def test_keys_deeper_than_any_path_are_listed_to_that_depth(storage: S3FileStorage, admin: Any, bucket: str) -> None:
+    deep = "/".join(f"l{level}" for level in range(100))
+    admin.put_object(Bucket=bucket, Key=f"user_data/alice/data/{deep}/f", Body=b"x")
+    listed = await storage.list("alice", UserPath.parse("data/"), recursive=True)
+    assert len(listed) == MAX_DEPTH - 1 and max(len(e.path.parts) for e in listed) == MAX_DEPTH
+    assert all(e.is_dir for e in listed)

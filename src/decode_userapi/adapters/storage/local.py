@@ -26,7 +26,7 @@ import structlog
 
 from decode_userapi.adapters.storage.janitor import Janitor
 from decode_userapi.domain.errors import Conflict, DomainError, NotFound, StorageUnavailable
-from decode_userapi.domain.files import Entry, FileHTTPRequest, UserPath, check_username
+from decode_userapi.domain.files import MAX_DEPTH, Entry, FileHTTPRequest, UserPath, check_username
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -271,8 +271,9 @@ class LocalFileStorage:
                 if name is None:
                     stack.pop()
                     os.close(fd)
-                elif (child := _open_child(fd, name)) is not None:
-                    enter(child)
+                elif len(path.parts) + len(stack) < MAX_DEPTH:
+                    if (child := _open_child(fd, name)) is not None:
+                        enter(child)
         finally:
             for fd, _ in stack:
                 os.close(fd)
@@ -286,7 +287,9 @@ class LocalFileStorage:
         follow it: since no name holds a ``/``, everything below ``a/`` sorts right after it and
         before any name that sorts after ``a/``, so the whole walk comes out in the order of the
         strings (``a b``, ``a-b``, ``a.txt``, ``a/``, ``a/x``, ``a0``) with no sort over the tree.
-        It holds one open descriptor and one sorted list of names per folder on the way down.
+        It holds one open descriptor and one sorted list of names per folder on the way down, and
+        goes no deeper than `MAX_DEPTH` (a folder a job nested deeper is listed, not what it holds:
+        no client could name it, and each level would hold a descriptor).
         Names found here are used as they are: they need no parsing, and listing names jobs wrote
         must not fail. Something removed or swapped for a link while the walk runs is left out.
         """
@@ -308,7 +311,7 @@ class LocalFileStorage:
                     if key[-1] == "/":
                         parts = (*base, key[:-1])
                         page.append(Entry(UserPath(parts, True), None))
-                        if recursive and (child := _open_child(fd, key[:-1])) is not None:
+                        if recursive and len(parts) < MAX_DEPTH and (child := _open_child(fd, key[:-1])) is not None:
                             stack.append((child, parts, iter(())))
                             stack[-1] = (child, parts, iter(_sorted_keys(child)))
                             descended = True

@@ -32,7 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from decode_userapi.adapters.aws import s3_client_config
 from decode_userapi.adapters.storage.janitor import Janitor
 from decode_userapi.domain.errors import Conflict, InvalidPath, NotFound, StorageUnavailable
-from decode_userapi.domain.files import Entry, FileHTTPRequest, UserPath, check_username
+from decode_userapi.domain.files import MAX_DEPTH, Entry, FileHTTPRequest, UserPath, check_username
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -369,6 +369,8 @@ class S3FileStorage:
                 if not names:
                     continue  # the folder's own marker, or nothing a path can name
                 parts = (*base.parts, *names)
+                if len(parts) > MAX_DEPTH:  # as on disk: deeper than any path names, not listed
+                    parts, is_dir = parts[:MAX_DEPTH], True
                 while open_dirs and parts[: len(open_dirs[-1])] != open_dirs[-1]:
                     open_dirs.pop()
                 for level in range(depth + len(open_dirs) + 1, len(parts) + (1 if is_dir else 0)):
