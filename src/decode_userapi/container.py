@@ -258,7 +258,7 @@ async def start_services(services: Services) -> None:
     try:
         await services.dispatcher().start()
     except BaseException:
-        await stop_adapters(services.adapters)
+        await _close_all(reversed(_lifecycle(services.adapters)))  # failures logged; the start's is raised
         raise
 
 
