@@ -45,16 +45,22 @@ class GrowingStorage(InMemoryFileStorage):
 
 
 async def pages_of(service: FileService, path: str, **flags: bool) -> list[list[str]]:
-    pages = await service.listing(ALICE, P(path), **flags)
-    return [[info.path for info in page] async for page in pages]
+    listing = await service.listing(ALICE, P(path), **flags)
+    if isinstance(listing, list):  # all of it, read at once
+        return [[info.path for info in listing]]
+    return [[info.path for info in page] async for page in listing]
 
 
 async def test_a_small_listing_is_read_whole_and_sorted() -> None:
     storage = InMemoryFileStorage(page_size=2)
-    service = FileService(storage, max_listing_entries=10, prefetch_entries=4)
+    service = FileService(storage, max_listing_entries=10, prefetch_entries=5)
     await fill(storage, 3)
-    pages = await pages_of(service, "data/", recursive=True)
-    assert [p for page in pages for p in page] == ["data/many/", "data/many/f0000", "data/many/f0001", "data/many/f0002"]
+    listing = await service.listing(ALICE, P("data/"), recursive=True)
+    assert isinstance(listing, list)  # up to prefetch_entries: one list, no pages
+    assert [i.path for i in listing] == ["data/many/", "data/many/f0000", "data/many/f0001", "data/many/f0002"]
+    await fill(storage, 5, "data/more")
+    pages = await pages_of(service, "data/", recursive=True)  # 10 entries: pages as walked
+    assert len(pages) == 5 and [p for page in pages for p in page][:2] == ["data/many/", "data/many/f0000"]
     assert await service.list(ALICE, P("data/"), recursive=True, show_dirs=False) == [
         i for i in await service.list(ALICE, P("data/"), recursive=True) if i.type == "file"
     ]
@@ -86,6 +92,7 @@ async def test_a_tree_that_grows_past_the_limit_while_sent_stops_part_way() -> N
     await fill(storage, 4)
     service = FileService(storage, max_listing_entries=8, prefetch_entries=2)
     pages = await service.listing(ALICE, P("data/"), recursive=True)  # counted: 5 entries
+    assert not isinstance(pages, list)
     sent: list[str] = []
     with pytest.raises(PayloadTooLarge):
         async for page in pages:

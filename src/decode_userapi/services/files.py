@@ -66,19 +66,22 @@ class FileService:
         self, principal: Principal, path: UserPath, *, show_dirs: bool = True, recursive: bool = False
     ) -> list[FileInfo]:
         """The folder's entries (all depths when `recursive`), sorted by path; `listing`, whole."""
-        pages = await self.listing(principal, path, show_dirs=show_dirs, recursive=recursive)
-        return [info async for page in pages for info in page]
+        listing = await self.listing(principal, path, show_dirs=show_dirs, recursive=recursive)
+        if isinstance(listing, list):
+            return listing
+        return [info async for page in listing for info in page]
 
     async def listing(
         self, principal: Principal, path: UserPath, *, show_dirs: bool = True, recursive: bool = False
-    ) -> AsyncGenerator[list[FileInfo], None]:
-        """The folder's entries in pages, sorted by path, as the storage walks the tree.
+    ) -> list[FileInfo] | AsyncGenerator[list[FileInfo], None]:
+        """The folder's entries sorted by path: all of them when there are up to `prefetch_entries`,
+        else pages to send as the storage walks the tree.
 
         Everything that can refuse the listing is checked before this returns: the folder exists
         (`NotFound`), and the walk stays within `max_listing_entries` files and folders
-        (`PayloadTooLarge`). Up to `prefetch_entries` are read at once; a larger tree is counted
-        first (`FileStorage.count`), then walked on as the pages are sent, so memory stays flat.
-        Should the tree grow past the limit meanwhile, the pages stop with `PayloadTooLarge`.
+        (`PayloadTooLarge`). A tree larger than `prefetch_entries` is counted first
+        (`FileStorage.count`), then walked on as the pages are sent, so memory stays flat. Should it
+        grow past the limit meanwhile, the pages stop with `PayloadTooLarge`.
         """
         user = principal.user_id
         if path.is_root or path.is_predefined_folder:
@@ -92,7 +95,9 @@ class FileService:
         except BaseException:
             await pages.aclose()
             raise
-        return self._infos(head, None if complete else pages, folder, show_dirs)
+        if complete:
+            return [e.info() for page in head for e in page if show_dirs or not e.is_dir]
+        return self._infos(head, pages, folder, show_dirs)
 
     def _too_many(self, folder: UserPath) -> PayloadTooLarge:
         return PayloadTooLarge(
@@ -124,7 +129,7 @@ class FileService:
     async def _infos(
         self,
         head: list[list[Entry]],
-        rest: AsyncGenerator[list[Entry], None] | None,
+        rest: AsyncGenerator[list[Entry], None],
         folder: UserPath,
         show_dirs: bool,
     ) -> AsyncGenerator[list[FileInfo], None]:
@@ -134,16 +139,14 @@ class FileService:
                 count += len(page)
                 yield [e.info() for e in page if show_dirs or not e.is_dir]
             del head[:]  # sent: not kept for the rest of the walk
-            if rest is not None:
-                async for page in rest:
-                    count += len(page)
-                    if count > self._max_entries:  # the tree grew since it was counted
-                        log.warning("file.listing_cut", folder=str(folder), entries=count)
-                        raise self._too_many(folder)
-                    yield [e.info() for e in page if show_dirs or not e.is_dir]
+            async for page in rest:
+                count += len(page)
+                if count > self._max_entries:  # the tree grew since it was counted
+                    log.warning("file.listing_cut", folder=str(folder), entries=count)
+                    raise self._too_many(folder)
+                yield [e.info() for e in page if show_dirs or not e.is_dir]
         finally:
-            if rest is not None:
-                await rest.aclose()
+            await rest.aclose()
 
     async def upload(
         self, principal: Principal, folder: UserPath, filename: str, chunks: AsyncIterator[bytes]

@@ -237,8 +237,11 @@ class LocalFileStorage:
     async def walk(self, user: str, path: UserPath, *, recursive: bool) -> AsyncGenerator[list[Entry], None]:
         pages = self._pages(self._names(user, path), path.as_dir(), recursive)
         try:
-            while (page := await _off_loop(path, next, pages, None)) is not None:
-                yield page
+            done = False
+            while not done:
+                page, done = await _off_loop(path, next, pages)  # one thread hop a page
+                if page:
+                    yield page
         finally:
             pages.close()  # closes the folders the walk holds open (it is not running: see _off_loop)
 
@@ -279,9 +282,11 @@ class LocalFileStorage:
                 os.close(fd)
         return count
 
-    def _pages(self, names: tuple[str, ...], path: UserPath, recursive: bool) -> Iterator[list[Entry]]:
+    def _pages(
+        self, names: tuple[str, ...], path: UserPath, recursive: bool
+    ) -> Iterator[tuple[list[Entry], bool]]:
         """The entries below the folder, depth first, in pages of `page_size`, in the order of the
-        paths' strings.
+        paths' strings; each with whether it is the last (so a small folder costs one thread hop).
 
         Each folder's names are sorted with a ``/`` after each folder's name, and a folder's contents
         follow it: since no name holds a ``/``, everything below ``a/`` sorts right after it and
@@ -320,15 +325,14 @@ class LocalFileStorage:
                         if size is not None:
                             page.append(Entry(UserPath((*base, key)), size))
                     if len(page) >= self.page_size:
-                        yield page
+                        yield page, False
                         page = []
                     if descended:
                         break
                 else:
                     stack.pop()
                     os.close(fd)
-            if page:
-                yield page
+            yield page, True
         finally:
             for fd, _, _ in stack:
                 os.close(fd)

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import msgspec
-from litestar import Controller, MediaType, Request, delete, get, post, put
+from litestar import Controller, MediaType, Request, Response, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, Parameter, QueryParameter
 from litestar.response import Stream
@@ -137,13 +137,15 @@ class FilesController(Controller):
                 api_download_url=f"{api_base_url(request)}{PREFIX}{raw}/download",
                 authorization=request.headers.get("authorization"),
             )
-        pages = await files.listing(
+        listing = await files.listing(
             principal,
             path,
             show_dirs=_flag(show_dirs, "show_dirs", True),
             recursive=_flag(recursive, "recursive", False),
         )
-        return Stream(json_array(pages), media_type=MediaType.JSON)
+        if isinstance(listing, list):  # read whole already: one body, with its length
+            return Response(_encode_page(listing), media_type=MediaType.JSON)
+        return Stream(json_array(listing), media_type=MediaType.JSON)
 
     @post(
         ["/", "/{p:path}"],
