@@ -54,7 +54,6 @@ async def test_multipart_parts_are_bounded(client, alice) -> None:
         ({"attributes": {"env_vars": {f"K{i}": "v" for i in range(65)}}}, "env_vars"),
         ({"attributes": {"env_vars": {"COMET_SEGMENTATION": "v" * 4097}}}, "env_vars['COMET_SEGMENTATION']"),
         ({"attributes": {"files_down": {"data_ids": ["d"] * 1001}}}, "data_ids"),
-        ({"attributes": {"files_down": {"artifact_ids": ["a" * 1025]}}}, "artifact_ids"),
         ({"application": {**COMET, "version": "v" * 257}}, "application.version"),
         ({"hardware": {"gpu_model": "g" * 257}}, "hardware.gpu_model"),
         ({"job_name": "a\x00b"}, "job_name"),

@@ -11,7 +11,6 @@ from decode_userapi.domain.errors import InvalidRequest
 from decode_userapi.domain.jobs import (
     MAX_ENV_VALUE,
     MAX_ENV_VARS,
-    MAX_INPUT_ID,
     MAX_INPUTS,
     MAX_NAME,
     ApplicationSpec,
@@ -22,7 +21,7 @@ from decode_userapi.domain.jobs import (
     JobStatus,
     PathsOut,
 )
-from decode_userapi.domain.text import refuse_unsafe_text
+from decode_userapi.domain.text import check_text
 
 
 class JobCreate(msgspec.Struct, kw_only=True):
@@ -39,8 +38,7 @@ class JobCreate(msgspec.Struct, kw_only=True):
         # Checked here, as the body is decoded, and answered 422 naming the field (`InvalidRequest`
         # passes through msgspec and Litestar as it is). Not as `Meta` constraints on the Structs:
         # those would apply to every stored job read back too, and answer 400.
-        refuse_unsafe_text(self)  # every string is stored: no NUL, no lone surrogate
-        _check_bounds(self)
+        _check_job(self)
 
 
 def _at_most(size: int, limit: int, field: str, unit: str = "characters") -> None:
@@ -48,30 +46,37 @@ def _at_most(size: int, limit: int, field: str, unit: str = "characters") -> Non
         raise InvalidRequest(f"{field}: at most {limit} {unit}")
 
 
-def _check_bounds(job: JobCreate) -> None:
-    """What a job may carry (the body's MAX_JSON_BYTES bounds the rest); the job name, environment
-    and priority are checked by the job service, the names against the application catalog."""
+def _text(value: str, limit: int, field: str) -> None:
+    check_text(value, field)  # stored: no NUL, no lone surrogate
+    _at_most(len(value), limit, field)
+
+
+def _check_job(job: JobCreate) -> None:
+    """Every string a job stores, and how much it may carry (MAX_JSON_BYTES bounds the body).
+
+    The job name's form, the environment and the priority are checked by the job service, the
+    application's names against the catalog. Input ids are paths: the service parses them as such,
+    refusing NUL, the like and overlong ones as any path (400, as CONTRACT answers an input that
+    does not exist); here only their number is bounded.
+    """
+    check_text(job.job_name, "job_name")
+    if job.environment is not None:
+        _text(job.environment, MAX_NAME, "environment")
     for name in ("application", "version", "entrypoint"):
-        _at_most(len(getattr(job.application, name)), MAX_NAME, f"application.{name}")
+        _text(getattr(job.application, name), MAX_NAME, f"application.{name}")
     if job.attributes is not None:
         files_down = job.attributes.files_down
-        if files_down.config_id is not None:
-            _at_most(len(files_down.config_id), MAX_INPUT_ID, "attributes.files_down.config_id")
         for kind in ("data_ids", "artifact_ids"):
-            ids = getattr(files_down, kind)
-            _at_most(len(ids), MAX_INPUTS, f"attributes.files_down.{kind}", "entries")
-            for index, input_id in enumerate(ids):
-                _at_most(len(input_id), MAX_INPUT_ID, f"attributes.files_down.{kind}[{index}]")
+            _at_most(len(getattr(files_down, kind)), MAX_INPUTS, f"attributes.files_down.{kind}", "entries")
         env_vars = job.attributes.env_vars
         _at_most(len(env_vars), MAX_ENV_VARS, "attributes.env_vars", "variables")
         for key, value in env_vars.items():
-            _at_most(len(key), MAX_NAME, "attributes.env_vars (a name)")
-            _at_most(len(value), MAX_ENV_VALUE, f"attributes.env_vars[{key!r}]")
+            _text(key, MAX_NAME, "attributes.env_vars (a name)")
+            _text(value, MAX_ENV_VALUE, f"attributes.env_vars[{key!r}]")
     if job.hardware is not None:
         for name in ("gpu_model", "gpu_archi"):
-            value = getattr(job.hardware, name)
-            if value is not None:
-                _at_most(len(value), MAX_NAME, f"hardware.{name}")
+            if (value := getattr(job.hardware, name)) is not None:
+                _text(value, MAX_NAME, f"hardware.{name}")
 
 
 class StatusUpdate(msgspec.Struct, kw_only=True):

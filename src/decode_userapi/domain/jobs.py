@@ -48,7 +48,6 @@ MAX_ENV_VARS = 64
 MAX_ENV_VALUE = 4096
 MAX_INPUTS = 1000
 MAX_NAME = 256  # application, version, entrypoint, env var names, hardware strings
-MAX_INPUT_ID = 1024  # a path below config/, data/ or artifact/ (UserPath's MAX_PATH_BYTES)
 MAX_RUNTIME_DETAILS = 64 * 1024  # characters kept of a job's runtime details (the newest)
 _JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+\-]*")
 
