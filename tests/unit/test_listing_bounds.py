@@ -98,3 +98,12 @@ async def test_a_tree_that_grows_past_the_limit_while_sent_stops_part_way() -> N
         async for page in pages:
             sent += [info.path for info in page]
     assert 0 < len(sent) <= 8 and sent == sorted(sent)
+
+
+def test_the_limit_is_a_setting() -> None:
+    from decode_userapi.config import Settings, SettingsError
+
+    assert Settings.from_env({}, env_file=None).max_listing_entries == 1_000_000
+    assert Settings.from_env({"MAX_LISTING_ENTRIES": "5"}, env_file=None).max_listing_entries == 5
+    with pytest.raises(SettingsError, match="MAX_LISTING_ENTRIES"):
+        Settings.from_env({"MAX_LISTING_ENTRIES": "0"}, env_file=None)
