@@ -49,6 +49,7 @@ ENV_NAMES = {
     "max_upload_bytes": "MAX_UPLOAD_BYTES",
     "max_json_bytes": "MAX_JSON_BYTES",
     "user_quota_bytes": "USER_QUOTA_BYTES",
+    "max_listing_entries": "MAX_LISTING_ENTRIES",
     "token_rate_per_minute_user": "TOKEN_RATE_PER_MINUTE_USER",
     "token_rate_per_minute_address": "TOKEN_RATE_PER_MINUTE_ADDRESS",
 }
@@ -138,6 +139,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_upload_bytes: int = 10 * 1024**3
     max_json_bytes: int = 1024**2
     user_quota_bytes: int = 0
+    max_listing_entries: int = 1_000_000  # files and folders one listing or folder download may walk
     token_rate_per_minute_user: int = 10  # POST /token and /login attempts per username; 0: no limit
     token_rate_per_minute_address: int = 30  # ... per client address; 0: no limit
 
@@ -217,6 +219,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             max_upload_bytes=_int(get("MAX_UPLOAD_BYTES"), "MAX_UPLOAD_BYTES", 10 * 1024**3),
             max_json_bytes=_int(get("MAX_JSON_BYTES"), "MAX_JSON_BYTES", 1024**2),
             user_quota_bytes=_int(get("USER_QUOTA_BYTES"), "USER_QUOTA_BYTES", 0),
+            max_listing_entries=_int(get("MAX_LISTING_ENTRIES"), "MAX_LISTING_ENTRIES", 1_000_000),
             token_rate_per_minute_user=_int(get("TOKEN_RATE_PER_MINUTE_USER"), "TOKEN_RATE_PER_MINUTE_USER", 10),
             token_rate_per_minute_address=_int(
                 get("TOKEN_RATE_PER_MINUTE_ADDRESS"), "TOKEN_RATE_PER_MINUTE_ADDRESS", 30
@@ -226,6 +229,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return settings
 
     def validate(self) -> None:
+        if self.max_listing_entries < 1:
+            raise SettingsError("MAX_LISTING_ENTRIES must be 1 or more")
         if self.dispatch_lease_seconds <= self.workerfacing_api_timeout_seconds:
             raise SettingsError(
                 "DISPATCH_LEASE_SECONDS must be longer than WORKERFACING_API_TIMEOUT_SECONDS, or a job "

@@ -8,12 +8,13 @@ built synchronously); adapters that hold connections have one `start()`/`aclose(
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import structlog
 from dependency_injector import containers, providers
 
 from decode_userapi.adapters.catalog.yaml_file import YamlFileCatalogSource
@@ -42,6 +43,9 @@ from decode_userapi.services.files import FileService
 from decode_userapi.services.jobs import JobService
 from decode_userapi.services.ops import OpsService
 from decode_userapi.services.users import UserService
+
+log = structlog.get_logger(__name__)
+
 
 def _lazy(module: str, name: str) -> Callable[..., Any]:
     """Build `module.name` when first needed: the AWS and Mailjet adapters pull in aioboto3 and
@@ -208,7 +212,10 @@ class Services(containers.DeclarativeContainer):
         dispatch_now=dispatcher.provided.wake,
     )
     files = providers.Singleton(
-        FileService, storage=adapters.file_storage, quota_bytes=settings.provided.user_quota_bytes
+        FileService,
+        storage=adapters.file_storage,
+        quota_bytes=settings.provided.user_quota_bytes,
+        max_listing_entries=settings.provided.max_listing_entries,
     )
     ops = providers.Singleton(
         OpsService,
@@ -261,16 +268,25 @@ async def start_services(services: Services) -> None:
     try:
         await services.dispatcher().start()
     except BaseException:
-        await stop_adapters(services.adapters)
+        await _close_all(reversed(_lifecycle(services.adapters)))  # failures logged; the start's is raised
         raise
 
 
 async def stop_services(services: Services) -> None:
-    """Stop the dispatcher (after the deliveries under way), then close the adapters."""
+    """Stop the dispatcher (after the deliveries under way), then close every adapter, even when
+    something before failed to close; the first failure is raised once everything was tried."""
+    failures: list[Exception] = []
     try:
         await services.dispatcher().aclose()
-    finally:
+    except Exception as e:  # noqa: BLE001 - logged, raised after the adapters are closed
+        log.exception("service.close_failed", part="dispatcher")
+        failures.append(e)
+    try:
         await stop_adapters(services.adapters)
+    except Exception as e:  # noqa: BLE001 - each one logged already
+        failures.append(e)
+    if failures:
+        raise failures[0]
 
 
 async def start_adapters(adapters: Any) -> None:
@@ -280,11 +296,25 @@ async def start_adapters(adapters: Any) -> None:
             await adapter.start()
             started.append(adapter)
     except BaseException:
-        for adapter in reversed(started):
-            await adapter.aclose()
+        await _close_all(reversed(started))
         raise
 
 
 async def stop_adapters(adapters: Any) -> None:
-    for adapter in reversed(_lifecycle(adapters)):
-        await adapter.aclose()
+    """Close every adapter, in reverse start order. One that fails to close is logged and the rest
+    are still closed (a database pool left open holds connections on the server); then the first
+    failure is raised, so whoever shuts down knows that it was not clean."""
+    failures = await _close_all(reversed(_lifecycle(adapters)))
+    if failures:
+        raise failures[0]
+
+
+async def _close_all(adapters: Iterable[Any]) -> list[Exception]:
+    failures: list[Exception] = []
+    for adapter in adapters:
+        try:
+            await adapter.aclose()
+        except Exception as e:  # noqa: BLE001 - logged here, raised by the caller
+            log.exception("adapter.close_failed", adapter=type(adapter).__name__)
+            failures.append(e)
+    return failures

@@ -83,3 +83,25 @@ def test_bad_settings_are_named(tmp_path):
 def test_help(tmp_path):
     for command in (["--help"], ["serve", "--help"], ["user", "--help"], ["apps", "--help"], ["db", "--help"]):
         assert cli(tmp_path, *command).returncode == 0
+
+
+def test_s3_cleanup_aborts_stale_multipart_uploads(tmp_path, local_aws):
+    import uuid
+
+    import boto3
+
+    admin = boto3.client("s3", **local_aws.client_kwargs())
+    bucket = f"cli-{uuid.uuid4().hex}"
+    admin.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": local_aws.region})
+    admin.create_multipart_upload(Bucket=bucket, Key="user_data/alice/data/big.tif")
+    env = {"FILESYSTEM": "s3", "S3_BUCKET": bucket, "S3_REGION": local_aws.region, "USER_DATA_ROOT_PATH": "user_data"}
+    # moto dates every multipart upload 2010-11-10: older than a day, younger than 200,000 hours.
+    r = cli(tmp_path, "s3", "cleanup", "--older-than-hours", "200000", env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"aborted 0 multipart uploads under s3://{bucket}/user_data/")
+    assert len(admin.list_multipart_uploads(Bucket=bucket).get("Uploads", [])) == 1
+    r = cli(tmp_path, "s3", "cleanup", env=env)  # default: begun more than 24 hours ago
+    assert r.returncode == 0 and r.stdout.startswith("aborted 1 "), r.stderr
+    assert admin.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    r = cli(tmp_path, "s3", "cleanup")
+    assert r.returncode == 2 and "FILESYSTEM=s3" in r.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
@@ -266,3 +267,77 @@ async def test_direct_requests_only_from_s3(storage: FileStorage) -> None:
         assert download is not None and download.method == "get"
     else:
         assert upload is None and download is None
+
+
+# Names around "/" in code point order: " " < "-" < "." < "/" < "0" < "A" < "_" < "a" < "é" < "😀".
+TRICKY = [
+    "data/a/x", "data/a b", "data/a-b/y", "data/a.txt", "data/a0", "data/a/b/c", "data/a/b-c", "data/a/b.d/e",
+    "data/ab", "data/\u00e9", "data/Z", "data/a/\U0001f600", "data/a_", "data/a/b/-", "data/-", "data/a.b/c",
+]
+
+
+@pytest.fixture(params=["local", "memory", "s3"])
+async def paged(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[FileStorage]:
+    """An adapter whose walks come in pages of 2 entries (S3: 2 keys a request)."""
+    adapter: FileStorage
+    if request.param == "local":
+        adapter = LocalFileStorage(tmp_path / "root", page_size=2, cleanup_interval=None)
+    elif request.param == "memory":
+        adapter = InMemoryFileStorage(page_size=2)
+    else:
+        bucket = request.getfixturevalue("new_bucket")()
+        adapter = S3FileStorage(
+            bucket, "user_data", list_page_size=2, cleanup_interval=None, session=request.getfixturevalue("aws_session")
+        )
+    await adapter.start()
+    yield adapter
+    await adapter.aclose()
+
+
+@pytest.mark.parametrize("recursive", [True, False])
+async def test_walk_comes_in_pages_in_the_order_of_the_path_strings(paged: FileStorage, recursive: bool) -> None:
+    for path in TRICKY:
+        await put(paged, path)
+    await paged.mkdir("alice", P("data/empty/"))
+    pages = [page async for page in paged.walk("alice", P("data/"), recursive=recursive)]
+    walked = [str(e.path) for page in pages for e in page]
+    assert len(pages) > 1 and all(pages)
+    assert walked == sorted(walked)  # the order clients get: a folder's "/" after " ", "-" and "."
+    assert walked == [str(e.path) for e in await paged.list("alice", P("data/"), recursive=recursive)]
+    expected = {*TRICKY, "data/empty/"}
+    expected |= {"/".join(p.split("/")[:depth]) + "/" for p in TRICKY for depth in range(2, p.count("/") + 1)}
+    if not recursive:
+        expected = {p for p in expected if p.rstrip("/").count("/") == 1}
+    assert walked == sorted(expected)
+
+
+async def test_a_walk_stopped_early_releases_what_it_holds(paged: FileStorage) -> None:
+    for path in TRICKY:
+        await put(paged, path)
+    open_files = len(os.listdir("/proc/self/fd"))
+    pages = paged.walk("alice", P("data/"), recursive=True)
+    first = await pages.__anext__()
+    assert [str(e.path) for e in first] == ["data/-", "data/Z"]
+    await pages.aclose()
+    if isinstance(paged, LocalFileStorage):
+        assert len(os.listdir("/proc/self/fd")) == open_files  # the folders it had open are closed
+
+
+async def test_walk_of_a_missing_folder_is_not_found(paged: FileStorage) -> None:
+    with pytest.raises(NotFound):
+        async for _ in paged.walk("alice", P("data/missing/"), recursive=True):
+            pass
+    assert [page async for page in paged.walk("alice", P(""), recursive=True)] == []
+
+
+@pytest.mark.parametrize("recursive", [True, False])
+async def test_count_agrees_with_walk_and_stops_past_its_limit(paged: FileStorage, recursive: bool) -> None:
+    for path in TRICKY:
+        await put(paged, path)
+    walked = sum([len(page) async for page in paged.walk("alice", P("data/"), recursive=recursive)])
+    assert await paged.count("alice", P("data/"), recursive=recursive, limit=10**6) == walked
+    assert await paged.count("alice", P("data/"), recursive=recursive, limit=3) > 3
+    in_root = walked + 1 if recursive else 1  # and data/ itself
+    assert await paged.count("alice", P(""), recursive=recursive, limit=10**6) == in_root
+    with pytest.raises(NotFound):
+        await paged.count("alice", P("data/missing/"), recursive=recursive, limit=10)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from decode_userapi.adapters.storage.local import LocalFileStorage
 from decode_userapi.domain.errors import Conflict, NotFound
-from decode_userapi.domain.files import UserPath
+from decode_userapi.domain.files import MAX_DEPTH, UserPath
 
 P = UserPath.parse
 
@@ -21,12 +24,13 @@ async def stream(*chunks: bytes) -> AsyncIterator[bytes]:
 
 
 @pytest.fixture
-async def storage(tmp_path: Path) -> LocalFileStorage:
+async def storage(tmp_path: Path) -> AsyncIterator[LocalFileStorage]:
     storage = LocalFileStorage(tmp_path / "root")
     await storage.start()
     await storage.write("bob", P("data/secret"), stream(b"bob's secret"))
     await storage.mkdir("alice", P("data/"))
-    return storage
+    yield storage
+    await storage.aclose()
 
 
 @pytest.fixture
@@ -173,15 +177,14 @@ async def test_failed_write_removes_its_temporary_file(storage: LocalFileStorage
     assert os.listdir(storage.root / "alice" / "data") == []
 
 
-async def test_listing_comes_in_the_order_of_the_parts(storage: LocalFileStorage) -> None:
-    # Each folder is sorted on its own and followed by its contents; with names that sort before
-    # "/" (space, "-", "."), that order is not the order of the strings.
+async def test_listing_comes_in_the_order_of_the_path_strings(storage: LocalFileStorage) -> None:
+    # Each folder is sorted with a "/" after its folders' names, and followed by its contents: names
+    # that sort before "/" (space, "-", ".") come before the folder "a/", as in the strings' order.
     for name in ("data/a/x", "data/a b", "data/a-b/y", "data/a.txt", "data/b"):
         await storage.write("alice", P(name), stream(b"1"))
     listed = await storage.list("alice", P("data/"), recursive=True)
-    assert [e.path.parts for e in listed] == sorted(e.path.parts for e in listed)
     assert [str(e.path) for e in listed] == [
-        "data/a/", "data/a/x", "data/a b", "data/a-b/", "data/a-b/y", "data/a.txt", "data/b",
+        "data/a b", "data/a-b/", "data/a-b/y", "data/a.txt", "data/a/", "data/a/x", "data/b",
     ]
 
 
@@ -203,3 +206,71 @@ async def test_a_reused_write_buffer_is_copied(tmp_path: Path) -> None:
 
     await LocalFileStorage(tmp_path).write("alice", P("data/f"), reusing())
     assert (tmp_path / "alice" / "data" / "f").read_bytes() == b"\0\0\0\1\1\1\2\2\2\3\3\3"
+
+
+def _leftover(folder: Path, name: str, age: float) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(b"half an upload")
+    then = time.time() - age
+    os.utime(path, (then, then))
+    return path
+
+
+async def test_stale_upload_temporary_files_are_removed(tmp_path: Path, outside: Path) -> None:
+    storage = LocalFileStorage(tmp_path / "root", cleanup_interval=None)
+    root = storage.root
+    stale = [
+        _leftover(root / "alice" / "data", ".upload-0123456789abcdef.part", 7200),
+        _leftover(root / "bob" / "data" / "deep" / "er", ".upload-fedcba9876543210.part", 7200),
+    ]
+    live = _leftover(root / "alice" / "data", ".upload-1111111111111111.part", 60)  # being written
+    kept = [
+        live,
+        _leftover(root / "alice" / "data", "results.part", 7200),  # a user's file, however old
+        _leftover(root / "alice" / "data", ".upload-notes.txt", 7200),
+    ]
+    # A link to a folder outside, holding what looks like a temporary file: never followed.
+    (outside / ".upload-0000000000000000.part").write_bytes(b"not ours")
+    os.utime(outside / ".upload-0000000000000000.part", (0, 0))
+    (root / "alice" / "data" / "link").symlink_to(outside, target_is_directory=True)
+    assert await storage.remove_leftovers(datetime.now(UTC) - timedelta(hours=1)) == 2
+    assert not any(p.exists() for p in stale)
+    assert all(p.exists() for p in kept) and (outside / ".upload-0000000000000000.part").exists()
+
+
+async def test_stale_temporary_files_are_removed_at_start_and_then_hourly(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    first = _leftover(root / "alice" / "data", ".upload-0123456789abcdef.part", 7200)
+    storage = LocalFileStorage(root, leftover_age=3600, cleanup_interval=0.05)
+    await storage.start()
+    try:
+        for _ in range(100):
+            if not first.exists():
+                break
+            await asyncio.sleep(0.02)
+        assert not first.exists()  # at start
+        second = _leftover(root / "bob" / "data", ".upload-fedcba9876543210.part", 7200)
+        for _ in range(100):
+            if not second.exists():
+                break
+            await asyncio.sleep(0.02)
+        assert not second.exists()  # a round later
+    finally:
+        await storage.aclose()
+    third = _leftover(root / "bob" / "data", ".upload-aaaaaaaaaaaaaaaa.part", 7200)
+    await asyncio.sleep(0.2)
+    assert third.exists()  # closed: no more rounds
+
+
+async def test_a_tree_deeper_than_any_path_is_listed_to_that_depth(storage: LocalFileStorage) -> None:
+    # A job may nest folders deeper than a client can name (MAX_DEPTH): the walk stops there, so
+    # it never holds a descriptor per level of an unbounded tree.
+    deep = storage.root / "alice" / "data"
+    for level in range(100):
+        deep = deep / f"l{level}"
+    deep.mkdir(parents=True)
+    (deep / "f").write_bytes(b"x")
+    listed = await storage.list("alice", P("data/"), recursive=True)
+    assert len(listed) == MAX_DEPTH - 1 and max(len(e.path.parts) for e in listed) == MAX_DEPTH
+    assert await storage.count("alice", P("data/"), recursive=True, limit=1000) == len(listed)

@@ -21,7 +21,7 @@ import pytest
 
 from decode_userapi.adapters.storage.s3 import S3FileStorage
 from decode_userapi.domain.errors import InvalidPath, StorageUnavailable
-from decode_userapi.domain.files import Entry, UserPath
+from decode_userapi.domain.files import MAX_DEPTH, Entry, UserPath
 from tests.fakes.aws import LocalAws
 
 P = UserPath.parse
@@ -366,3 +366,48 @@ async def test_a_path_too_long_for_an_s3_key_is_invalid(storage: S3FileStorage) 
     path = P("data/" + "/".join(["a" * 252] * 4))  # a valid path, but 1,032 bytes as a key
     with pytest.raises(InvalidPath):
         await storage.write("alice", path, stream(b"x"))
+
+
+async def test_stale_multipart_uploads_are_aborted(storage: S3FileStorage, admin: Any, bucket: str) -> None:
+    # Two left by crashed uploads in users' trees, one outside the storage's root (not ours).
+    for key in ("user_data/alice/data/big.tif", "user_data/bob/data/x.bin", "elsewhere/y.bin"):
+        admin.create_multipart_upload(Bucket=bucket, Key=key)
+    begun = {u["Key"]: u["Initiated"] for u in pending_uploads(admin, bucket)}
+    # None is older than a cutoff before they began.
+    assert await storage.remove_leftovers(min(begun.values()) - timedelta(seconds=1)) == 0
+    assert len(pending_uploads(admin, bucket)) == 3
+    # A cutoff after they began (as if a day had passed): ours are aborted, the other one is kept.
+    assert await storage.remove_leftovers(max(begun.values()) + timedelta(seconds=1)) == 2
+    assert [u["Key"] for u in pending_uploads(admin, bucket)] == ["elsewhere/y.bin"]
+    assert await storage.remove_leftovers(datetime.now(UTC) + timedelta(days=1)) == 0
+
+
+async def test_the_hourly_cleanup_runs_in_the_background_until_closed(
+    bucket: str, admin: Any, aws_session: aioboto3.Session
+) -> None:
+    admin.create_multipart_upload(Bucket=bucket, Key="user_data/alice/data/big.tif")
+    # leftover_age=-60: every upload counts as stale, as a day later.
+    storage = S3FileStorage(
+        bucket, "user_data", session=aws_session, leftover_age=-60.0, cleanup_interval=0.05, cleanup_delay=0.0
+    )
+    await storage.start()
+    try:
+        for _ in range(100):
+            if not pending_uploads(admin, bucket):
+                break
+            await asyncio.sleep(0.05)
+        assert not pending_uploads(admin, bucket)
+    finally:
+        await storage.aclose()
+    # Closed: no more rounds.
+    admin.create_multipart_upload(Bucket=bucket, Key="user_data/alice/data/later.tif")
+    await asyncio.sleep(0.2)
+    assert [u["Key"] for u in pending_uploads(admin, bucket)] == ["user_data/alice/data/later.tif"]
+
+
+async def test_keys_deeper_than_any_path_are_listed_to_that_depth(storage: S3FileStorage, admin: Any, bucket: str) -> None:
+    deep = "/".join(f"l{level}" for level in range(100))
+    admin.put_object(Bucket=bucket, Key=f"user_data/alice/data/{deep}/f", Body=b"x")
+    listed = await storage.list("alice", UserPath.parse("data/"), recursive=True)
+    assert len(listed) == MAX_DEPTH - 1 and max(len(e.path.parts) for e in listed) == MAX_DEPTH
+    assert all(e.is_dir for e in listed)

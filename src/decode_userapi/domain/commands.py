@@ -8,7 +8,12 @@ from typing import Any
 import msgspec
 
 from decode_userapi.domain.identity import Principal
+from decode_userapi.domain.errors import InvalidRequest
 from decode_userapi.domain.jobs import (
+    MAX_ENV_VALUE,
+    MAX_ENV_VARS,
+    MAX_INPUTS,
+    MAX_NAME,
     ApplicationSpec,
     DispatchState,
     HardwareSpec,
@@ -17,6 +22,7 @@ from decode_userapi.domain.jobs import (
     JobStatus,
     PathsOut,
 )
+from decode_userapi.domain.text import check_text
 
 
 class JobCreate(msgspec.Struct, kw_only=True):
@@ -29,9 +35,55 @@ class JobCreate(msgspec.Struct, kw_only=True):
     attributes: JobAttributes | None = None
     hardware: HardwareSpec | None = None
 
+    def __post_init__(self) -> None:
+        # Checked here, as the body is decoded, and answered 422 naming the field (`InvalidRequest`
+        # passes through msgspec and Litestar as it is). Not as `Meta` constraints on the Structs:
+        # those would apply to every stored job read back too, and answer 400.
+        _check_job(self)
+
+
+def _at_most(size: int, limit: int, field: str, unit: str = "characters") -> None:
+    if size > limit:
+        raise InvalidRequest(f"{field}: at most {limit} {unit}")
+
+
+def _text(value: str, limit: int, field: str) -> None:
+    check_text(value, field)  # stored: no NUL, no lone surrogate
+    _at_most(len(value), limit, field)
+
+
+def _check_job(job: JobCreate) -> None:
+    """Every string a job stores, and how much it may carry (MAX_JSON_BYTES bounds the body).
+
+    The job name's form, the environment and the priority are checked by the job service, the
+    application's names against the catalog. Input ids are paths: the service parses them as such,
+    refusing NUL, the like and overlong ones as any path (400, as CONTRACT answers an input that
+    does not exist); here only their number is bounded.
+    """
+    check_text(job.job_name, "job_name")
+    if job.environment is not None:
+        _text(job.environment, MAX_NAME, "environment")
+    for name in ("application", "version", "entrypoint"):
+        _text(getattr(job.application, name), MAX_NAME, f"application.{name}")
+    if job.attributes is not None:
+        files_down = job.attributes.files_down
+        for kind in ("data_ids", "artifact_ids"):
+            _at_most(len(getattr(files_down, kind)), MAX_INPUTS, f"attributes.files_down.{kind}", "entries")
+        env_vars = job.attributes.env_vars
+        _at_most(len(env_vars), MAX_ENV_VARS, "attributes.env_vars", "variables")
+        for key, value in env_vars.items():
+            _text(key, MAX_NAME, "attributes.env_vars (a name)")
+            _text(value, MAX_ENV_VALUE, f"attributes.env_vars[{key!r}]")
+    if job.hardware is not None:
+        for name in ("gpu_model", "gpu_archi"):
+            if (value := getattr(job.hardware, name)) is not None:
+                _text(value, MAX_NAME, f"hardware.{name}")
+
 
 class StatusUpdate(msgspec.Struct, kw_only=True):
-    """An update from the worker-facing API."""
+    """An update from the worker-facing API. `runtime_details` are a worker's log lines: they are never
+    refused for their characters (NUL and lone surrogates are stored as U+FFFD, see
+    `domain.jobs.apply_status_update`), and only their newest `MAX_RUNTIME_DETAILS` characters are kept."""
 
     job_id: int
     status: JobStatus

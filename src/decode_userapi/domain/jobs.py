@@ -9,6 +9,7 @@ from datetime import datetime
 import msgspec
 
 from decode_userapi.domain.errors import InvalidRequest
+from decode_userapi.domain.text import replace_unsafe_text
 
 
 class JobStatus(str, enum.Enum):
@@ -46,6 +47,8 @@ MAX_JOB_NAME = 128
 MAX_ENV_VARS = 64
 MAX_ENV_VALUE = 4096
 MAX_INPUTS = 1000
+MAX_NAME = 256  # application, version, entrypoint, env var names, hardware strings
+MAX_RUNTIME_DETAILS = 64 * 1024  # characters kept of a job's runtime details (the newest)
 _JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+\-]*")
 
 
@@ -186,11 +189,42 @@ def apply_status_update(
     if status.is_terminal:
         job.date_finished = now
     if runtime_details:
-        job.runtime_details = (
-            f"{job.runtime_details}\n{runtime_details}" if job.runtime_details else runtime_details
-        )
+        job.runtime_details = append_runtime_details(job.runtime_details, runtime_details)
         changed = True
     return UpdateOutcome(applied=changed, entered_terminal=status.is_terminal, stale=False)
+
+
+_DROPPED = re.compile(r"\[… ([0-9,]+) earlier characters dropped …\]\n")
+
+
+def append_runtime_details(
+    stored: str | None, details: str, limit: int = MAX_RUNTIME_DETAILS
+) -> str:
+    """`details` appended to `stored` on a new line, keeping the newest `limit` characters.
+
+    Characters no database stores (NUL, lone surrogates) become U+FFFD: a worker's log line is never
+    lost, nor refused. When older text must go, it goes up to a line break if one comes soon after
+    the cut, and a first line ``[… 12,345 earlier characters dropped …]`` says how much went in all
+    (counting what earlier truncations dropped); the result, marker included, is at most `limit`
+    characters. Characters, not bytes (up to 4 bytes each in UTF-8): PostgreSQL's `text` and
+    Python's `str` count them alike.
+    """
+    details = replace_unsafe_text(details)
+    text = f"{stored}\n{details}" if stored else details
+    if len(text) <= limit:
+        return text
+    dropped = 0
+    if (earlier := _DROPPED.match(text)) is not None:
+        dropped = int(earlier.group(1).replace(",", ""))
+        text = text[earlier.end() :]
+    marker_room = len("[…  earlier characters dropped …]\n") + 32  # room for any count's digits
+    keep = max(limit - marker_room, 0)
+    cut = len(text) - keep
+    line_break = text.find("\n", cut, min(cut + 1024, len(text) - 1))
+    if line_break != -1:
+        cut = line_break + 1  # start the kept text at a line of its own, if one starts soon
+    dropped += cut
+    return f"[… {dropped:,} earlier characters dropped …]\n{text[cut:]}"
 
 
 def end_of_job_email(job: Job) -> tuple[str, str]:

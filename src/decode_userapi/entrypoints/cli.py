@@ -219,6 +219,41 @@ def _db(args: argparse.Namespace) -> int:
     return 0
 
 
+def _s3(args: argparse.Namespace) -> int:
+    return asyncio.run(_s3_cleanup(args))
+
+
+async def _s3_cleanup(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from decode_userapi.container import build_services
+    from decode_userapi.domain.errors import DomainError
+    from decode_userapi.logging import configure_logging
+
+    configure_logging("WARNING")
+    settings = Settings.from_env()
+    if settings.filesystem != "s3":
+        print("decode-userapi: s3 cleanup needs FILESYSTEM=s3 (local storage cleans up on its own)", file=sys.stderr)
+        return 2
+    if args.older_than_hours < 0:
+        print("decode-userapi: --older-than-hours must be 0 or more", file=sys.stderr)
+        return 2
+    before = datetime.now(UTC) - timedelta(hours=args.older_than_hours)
+    storage = build_services(settings).adapters.file_storage()
+    where = f"s3://{settings.s3_bucket}/{settings.user_data_root_path.strip('/')}/"
+    try:
+        await storage.start()
+        try:
+            aborted = await storage.remove_leftovers(before)
+        finally:
+            await storage.aclose()
+    except DomainError as e:
+        print(f"decode-userapi: {e.detail}", file=sys.stderr)
+        return 1
+    print(f"aborted {aborted} multipart uploads under {where} begun before {before.isoformat(timespec='seconds')}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="decode-userapi", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -275,6 +310,16 @@ def main(argv: list[str] | None = None) -> int:
     legacy = commands.add_parser("check-config", help="same as `apps check`")
     legacy.add_argument("file", nargs="?")
     legacy.set_defaults(run=_apps, apps_command="check")
+
+    s3 = commands.add_parser("s3", help="the S3 bucket of the users' files (FILESYSTEM=s3)")
+    s3_commands = s3.add_subparsers(dest="s3_command", required=True)
+    cleanup = s3_commands.add_parser(
+        "cleanup", help="abort multipart uploads left by interrupted uploads (the service does it hourly)"
+    )
+    cleanup.add_argument(
+        "--older-than-hours", type=float, default=24.0, help="begun at least this long ago (default 24)"
+    )
+    cleanup.set_defaults(run=_s3)
 
     config = commands.add_parser("config", help="the effective settings")
     config_commands = config.add_subparsers(dest="config_command", required=True)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from datetime import datetime
 from typing import Protocol
 
 from decode_userapi.domain.files import Entry, FileHTTPRequest, UserPath
@@ -18,7 +19,29 @@ class FileStorage(Protocol):
         ...
 
     async def list(self, user: str, path: UserPath, *, recursive: bool) -> list[Entry]:
-        """Entries below the directory `path` (all depths when `recursive`); `NotFound` if no directory."""
+        """Entries below the directory `path` (all depths when `recursive`); `NotFound` if no directory.
+
+        In the order of their paths' strings (`str(entry.path)`, folders ending in ``/``), as `walk`."""
+        ...
+
+    def walk(self, user: str, path: UserPath, *, recursive: bool) -> AsyncGenerator[list[Entry], None]:
+        """`list`'s entries in pages, as they are found, in the same order: the order of the paths'
+        strings, so a folder's contents follow it and ``a b``, ``a-b``, ``a.txt`` come before ``a/``.
+
+        Memory stays bounded by a page and the folders open along the way (a local folder's names are
+        sorted as a whole), whatever the size of the tree. `NotFound` (raised on first iteration) if
+        `path` is no directory. Closing the iterator early releases what the walk holds.
+        """
+        ...
+
+    async def count(self, user: str, path: UserPath, *, recursive: bool, limit: int) -> int:
+        """How many entries `walk` would yield, or a number above `limit` as soon as it is passed
+        (cheaper than walking: no sizes, no entries). `NotFound` if `path` is no directory."""
+        ...
+
+    async def remove_leftovers(self, before: datetime) -> int:
+        """Remove what interrupted uploads left behind and last changed before `before` (temporary
+        files, pending multipart uploads); how many. Adapters also do this on their own, hourly."""
         ...
 
     async def mkdir(self, user: str, path: UserPath) -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
-from operator import attrgetter
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from contextlib import aclosing
 
 import structlog
 
@@ -11,17 +11,18 @@ from decode_userapi.domain.errors import Conflict, InvalidRequest, NotAllowed, N
 from decode_userapi.domain.files import (
     INPUT_FOLDERS,
     ROOT_FOLDERS,
+    Entry,
     FileHTTPRequest,
     FileInfo,
     UserPath,
 )
 from decode_userapi.domain.identity import Principal
 from decode_userapi.domain.media_types import ZIP, MediaTypes
+from decode_userapi.domain.text import replace_unsafe_text
 from decode_userapi.ports.storage import FileStorage
 from decode_userapi.services.zipstream import zip_stream
 
 log = structlog.get_logger(__name__)
-_by_path = attrgetter("path")
 
 
 class Download:
@@ -41,11 +42,23 @@ def _check_input_folder(folder: UserPath) -> None:
         raise InvalidRequest(f"files are uploaded and folders created only inside {', '.join(INPUT_FOLDERS)}")
 
 
+DEFAULT_MAX_LISTING_ENTRIES = 1_000_000
+PREFETCH_ENTRIES = 10_000  # a listing up to this size is read whole before its answer starts
+
+
 class FileService:
-    def __init__(self, storage: FileStorage, quota_bytes: int = 0) -> None:
+    def __init__(
+        self,
+        storage: FileStorage,
+        quota_bytes: int = 0,
+        max_listing_entries: int = DEFAULT_MAX_LISTING_ENTRIES,
+        prefetch_entries: int = PREFETCH_ENTRIES,
+    ) -> None:
         self._storage = storage
         self._quota = quota_bytes  # per user; 0: none
         self._media_types = MediaTypes()
+        self._max_entries = max_listing_entries
+        self._prefetch_entries = prefetch_entries
 
     async def _ensure_tree(self, user: str) -> None:
         for folder in ROOT_FOLDERS:
@@ -54,15 +67,88 @@ class FileService:
     async def list(
         self, principal: Principal, path: UserPath, *, show_dirs: bool = True, recursive: bool = False
     ) -> list[FileInfo]:
+        """The folder's entries (all depths when `recursive`), sorted by path; `listing`, whole."""
+        listing = await self.listing(principal, path, show_dirs=show_dirs, recursive=recursive)
+        if isinstance(listing, list):
+            return listing
+        return [info async for page in listing for info in page]
+
+    async def listing(
+        self, principal: Principal, path: UserPath, *, show_dirs: bool = True, recursive: bool = False
+    ) -> list[FileInfo] | AsyncGenerator[list[FileInfo], None]:
+        """The folder's entries sorted by path: all of them when there are up to `prefetch_entries`,
+        else pages to send as the storage walks the tree.
+
+        Everything that can refuse the listing is checked before this returns: the folder exists
+        (`NotFound`), and the walk stays within `max_listing_entries` files and folders
+        (`PayloadTooLarge`). A tree larger than `prefetch_entries` is counted first
+        (`FileStorage.count`), then walked on as the pages are sent, so memory stays flat. Should it
+        grow past the limit meanwhile, the pages stop with `PayloadTooLarge`.
+        """
         user = principal.user_id
         if path.is_root or path.is_predefined_folder:
             await self._ensure_tree(user)
-        entries = await self._storage.list(user, path.as_dir(), recursive=recursive)
-        infos = [e.info() for e in entries if show_dirs or not e.is_dir]
-        # Clients get the order of the path strings (a folder's "/" sorts after "-" or "."). Storage
-        # adapters list in the order of the parts, nearly the same: this sort costs little.
-        infos.sort(key=_by_path)
-        return infos
+        folder = path.as_dir()
+        pages = self._storage.walk(user, folder, recursive=recursive)
+        try:
+            head, complete = await self._prefetch(pages, folder)
+            if not complete:
+                await self._count(user, folder, recursive)
+        except BaseException:
+            await pages.aclose()
+            raise
+        if complete:
+            return [e.info() for page in head for e in page if show_dirs or not e.is_dir]
+        return self._infos(head, pages, folder, show_dirs)
+
+    def _too_many(self, folder: UserPath) -> PayloadTooLarge:
+        return PayloadTooLarge(
+            f"{str(folder) or '/'} holds more than {self._max_entries:,} files and folders, the most one "
+            "listing or download may cover: list or download its subfolders one by one"
+        )
+
+    async def _prefetch(
+        self, pages: AsyncGenerator[list[Entry], None], folder: UserPath
+    ) -> tuple[list[list[Entry]], bool]:
+        """The first pages, up to `prefetch_entries` entries, and whether they are all there are."""
+        head: list[list[Entry]] = []
+        count = 0
+        async for page in pages:
+            head.append(page)
+            count += len(page)
+            if count > self._max_entries:
+                raise self._too_many(folder)
+            if count >= self._prefetch_entries:
+                return head, False
+        return head, True
+
+    async def _count(self, user: str, folder: UserPath, recursive: bool) -> int:
+        count = await self._storage.count(user, folder, recursive=recursive, limit=self._max_entries)
+        if count > self._max_entries:
+            raise self._too_many(folder)
+        return count
+
+    async def _infos(
+        self,
+        head: list[list[Entry]],
+        rest: AsyncGenerator[list[Entry], None],
+        folder: UserPath,
+        show_dirs: bool,
+    ) -> AsyncGenerator[list[FileInfo], None]:
+        count = 0
+        try:
+            for page in head:
+                count += len(page)
+                yield [e.info() for e in page if show_dirs or not e.is_dir]
+            del head[:]  # sent: not kept for the rest of the walk
+            async for page in rest:
+                count += len(page)
+                if count > self._max_entries:  # the tree grew since it was counted
+                    log.warning("file.listing_cut", folder=str(folder), entries=count)
+                    raise self._too_many(folder)
+                yield [e.info() for e in page if show_dirs or not e.is_dir]
+        finally:
+            await rest.aclose()
 
     async def upload(
         self, principal: Principal, folder: UserPath, filename: str, chunks: AsyncIterator[bytes]
@@ -149,7 +235,7 @@ class FileService:
         entry = await self._storage.stat(user, source)
         if entry is None:
             raise NotFound(f"{source} not found")
-        if entry.is_dir and await self._storage.list(user, source.as_dir(), recursive=False):
+        if entry.is_dir and await self._has_entries(user, source.as_dir()):
             raise NotAllowed("only empty folders can be renamed")
         if target.is_root or target.is_predefined_folder or target.top not in ROOT_FOLDERS:
             raise NotAllowed(f"the new path must be inside one of {', '.join(ROOT_FOLDERS)}")
@@ -163,6 +249,13 @@ class FileService:
         moved = await self._storage.rename(user, entry.path, target)
         log.info("file.renamed", user_id=user, source=str(source), target=str(target))
         return moved.info()
+
+    async def _has_entries(self, user: str, folder: UserPath) -> bool:
+        async with aclosing(self._storage.walk(user, folder, recursive=False)) as pages:
+            async for page in pages:
+                if page:
+                    return True
+        return False
 
     async def delete(self, principal: Principal, path: UserPath) -> None:
         user = principal.user_id
@@ -181,10 +274,19 @@ class FileService:
                 path.name, self._storage.read(user, entry.path), entry.size, self._media_types.of(path.name)
             )
         folder = entry.path.as_dir()
-        files = [e for e in await self._storage.list(user, folder, recursive=True) if not e.is_dir]
-        files.sort(key=lambda e: e.path.parts)
+        files: list[Entry] = []
+        count = 0
+        async with aclosing(self._storage.walk(user, folder, recursive=True)) as pages:
+            async for page in pages:
+                count += len(page)  # folders too: they are walked as much as files
+                if count > self._max_entries:
+                    raise self._too_many(folder)
+                files += [e for e in page if not e.is_dir]
         members = [
-            ("/".join(e.path.relative_to(folder)), self._reader(user, e.path)) for e in files
+            # Names from disk that are not UTF-8 (written by a job) cannot be zip member names as
+            # they are: their undecodable bytes become U+FFFD.
+            (replace_unsafe_text("/".join(e.path.relative_to(folder))), self._reader(user, e.path))
+            for e in files
         ]
         name = f"{folder.name or 'files'}.zip"
         return Download(name, zip_stream(members), None, ZIP)

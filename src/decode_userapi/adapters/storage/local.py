@@ -13,28 +13,76 @@ import os
 import secrets
 import shutil
 import stat
-from collections.abc import AsyncIterator, Callable, Iterator
+import threading
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from contextlib import contextmanager, suppress
+from datetime import datetime
 from functools import partial
-from operator import attrgetter
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 import anyio.to_thread
+import structlog
 
+from decode_userapi.adapters.storage.janitor import Janitor
 from decode_userapi.domain.errors import Conflict, DomainError, NotFound, StorageUnavailable
-from decode_userapi.domain.files import Entry, FileHTTPRequest, UserPath, check_username
+from decode_userapi.domain.files import MAX_DEPTH, Entry, FileHTTPRequest, UserPath, check_username
 
 T = TypeVar("T")
+log = structlog.get_logger(__name__)
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # NONBLOCK: a FIFO can't hang us
 _TEMP_PREFIX, _TEMP_SUFFIX = ".upload-", ".part"
-_by_name = attrgetter("name")
 
 
 def _is_temp(name: str) -> bool:
+    """An upload's temporary file (`write`): never listed; removed once stale (`remove_leftovers`)."""
     return name.startswith(_TEMP_PREFIX) and name.endswith(_TEMP_SUFFIX)
+
+
+def _sorted_keys(fd: int) -> list[str]:
+    """The names of the folder's files and folders, folders with a ``/`` after them, sorted."""
+    keys = _keys(fd)
+    keys.sort()
+    return keys
+
+
+def _keys(fd: int) -> list[str]:
+    keys: list[str] = []
+    with os.scandir(fd) as it:
+        for item in it:
+            name = item.name
+            if _is_temp(name):
+                continue
+            try:
+                # Files first, the most common; links, FIFOs and the like are neither.
+                if item.is_file(follow_symlinks=False):
+                    keys.append(name)
+                elif item.is_dir(follow_symlinks=False):
+                    keys.append(f"{name}/")
+            except OSError:
+                continue  # gone since the folder was read
+    return keys
+
+
+def _open_child(fd: int, name: str) -> int | None:
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=fd)
+    except OSError as e:
+        if _is_missing(e):
+            return None  # removed, or swapped for a link or a file, since the folder was read
+        raise
+
+
+def _file_size(fd: int, name: str) -> int | None:
+    try:
+        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+    except OSError as e:
+        if _is_missing(e):
+            return None
+        raise
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
 def _is_missing(e: OSError) -> bool:
@@ -67,16 +115,60 @@ def _entry(path: UserPath, st: os.stat_result) -> Entry | None:
 
 
 class LocalFileStorage:
-    def __init__(self, root: str | Path, chunk_size: int = 1 << 20, write_batch: int = 1 << 20) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        chunk_size: int = 1 << 20,
+        write_batch: int = 1 << 20,
+        page_size: int = 1000,
+        leftover_age: float = 3600.0,
+        cleanup_interval: float | None = 3600.0,
+    ) -> None:
+        """`page_size`: entries per page of a walk (each page is one thread hop); temporary files of
+        uploads unchanged for `leftover_age` seconds are removed at `start()` and then every
+        `cleanup_interval` seconds (None: only when `remove_leftovers` is called)."""
         self.root = Path(root).resolve()
         self._chunk_size = chunk_size  # bytes per read: each is one thread hop, and one send
         self._write_batch = write_batch  # bytes gathered before a write: each is one thread hop
+        self.page_size = page_size
+        self._cleanup = Janitor("local", self.remove_leftovers, leftover_age, cleanup_interval)
+        self._closing = threading.Event()  # stops a clean-up's walk of a large tree at shutdown
 
     async def start(self) -> None:
         await anyio.to_thread.run_sync(partial(self.root.mkdir, parents=True, exist_ok=True))
+        self._closing.clear()
+        self._cleanup.start()
 
     async def aclose(self) -> None:
-        pass
+        self._closing.set()
+        await self._cleanup.aclose()
+
+    async def remove_leftovers(self, before: datetime) -> int:
+        """Remove upload temporary files last written before `before`, in every user's tree.
+
+        A write in progress keeps writing its file (at least every `write_batch` bytes): only one
+        idle for longer than the age the caller chose is taken, and that write then fails."""
+        return await anyio.to_thread.run_sync(self._remove_leftovers, before.timestamp())
+
+    def _remove_leftovers(self, cutoff: float) -> int:
+        removed = 0
+        if not self.root.is_dir():
+            return 0
+        # fwalk opens each folder relative to its parent and never follows links.
+        for _, _, files, dir_fd in os.fwalk(self.root, follow_symlinks=False):
+            if self._closing.is_set():
+                break
+            for name in files:
+                if not _is_temp(name):
+                    continue
+                with suppress(OSError):  # gone already, or not ours to remove
+                    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                    if stat.S_ISREG(st.st_mode) and st.st_mtime < cutoff:
+                        os.unlink(name, dir_fd=dir_fd)
+                        removed += 1
+        if removed:
+            log.info("storage.leftovers_removed", storage="local", temporary_files=removed)
+        return removed
 
     # -- walking ---------------------------------------------------------------------------------
 
@@ -140,44 +232,110 @@ class LocalFileStorage:
         return None if st is None else _entry(path, st)
 
     async def list(self, user: str, path: UserPath, *, recursive: bool) -> list[Entry]:
-        return await _off_loop(path, self._list, self._names(user, path), path.as_dir(), recursive)
+        return [entry async for page in self.walk(user, path, recursive=recursive) for entry in page]
 
-    def _list(self, names: tuple[str, ...], path: UserPath, recursive: bool) -> list[Entry]:
+    async def walk(self, user: str, path: UserPath, *, recursive: bool) -> AsyncGenerator[list[Entry], None]:
+        pages = self._pages(self._names(user, path), path.as_dir(), recursive)
         try:
-            fd = self._open_dir(names)
-        except OSError as e:
-            if _is_missing(e):
-                raise NotFound(f"{path} is not a folder") from e
-            raise
-        entries: list[Entry] = []
-        try:
-            self._scan(fd, path.parts, recursive, entries)
+            done = False
+            while not done:
+                page, done = await _off_loop(path, next, pages)  # one thread hop a page
+                if page:
+                    yield page
         finally:
-            os.close(fd)
-        return entries
+            pages.close()  # closes the folders the walk holds open (it is not running: see _off_loop)
 
-    def _scan(self, fd: int, base: tuple[str, ...], recursive: bool, out: list[Entry]) -> None:
-        """Append the entries below the folder `fd` to `out`, sorted by their parts.
+    async def count(self, user: str, path: UserPath, *, recursive: bool, limit: int) -> int:
+        return await _off_loop(path, self._count, self._names(user, path), path.as_dir(), recursive, limit)
 
-        Each folder's names are sorted and a folder's contents follow it, so the whole list comes out
-        in the order of its parts without a sort over the (much larger) tuple keys. Names found here
-        are used as they are: they need no parsing, and listing names jobs wrote must not fail.
+    def _count(self, names: tuple[str, ...], path: UserPath, recursive: bool, limit: int) -> int:
+        """The names `_pages` would list, counted (depth first, one descriptor per level, as it):
+        no stat of each file, no sorting, no entries: about a third of a walk's time."""
+        stack: list[tuple[int, Iterator[str]]] = []
+        count = 0
+
+        def enter(fd: int) -> None:
+            nonlocal count
+            stack.append((fd, iter(())))  # on the stack first: closed if reading it fails
+            keys = _keys(fd)
+            count += len(keys)
+            stack[-1] = (fd, iter([key[:-1] for key in keys if key[-1] == "/"] if recursive else []))
+
+        try:
+            try:
+                enter(self._open_dir(names))
+            except OSError as e:
+                if _is_missing(e):
+                    raise NotFound(f"{path} is not a folder") from e
+                raise
+            while stack and count <= limit:
+                fd, folders = stack[-1]
+                name = next(folders, None)
+                if name is None:
+                    stack.pop()
+                    os.close(fd)
+                elif len(path.parts) + len(stack) < MAX_DEPTH:
+                    if (child := _open_child(fd, name)) is not None:
+                        enter(child)
+        finally:
+            for fd, _ in stack:
+                os.close(fd)
+        return count
+
+    def _pages(
+        self, names: tuple[str, ...], path: UserPath, recursive: bool
+    ) -> Iterator[tuple[list[Entry], bool]]:
+        """The entries below the folder, depth first, in pages of `page_size`, in the order of the
+        paths' strings; each with whether it is the last (so a small folder costs one thread hop).
+
+        Each folder's names are sorted with a ``/`` after each folder's name, and a folder's contents
+        follow it: since no name holds a ``/``, everything below ``a/`` sorts right after it and
+        before any name that sorts after ``a/``, so the whole walk comes out in the order of the
+        strings (``a b``, ``a-b``, ``a.txt``, ``a/``, ``a/x``, ``a0``) with no sort over the tree.
+        It holds one open descriptor and one sorted list of names per folder on the way down, and
+        goes no deeper than `MAX_DEPTH` (a folder a job nested deeper is listed, not what it holds:
+        no client could name it, and each level would hold a descriptor).
+        Names found here are used as they are: they need no parsing, and listing names jobs wrote
+        must not fail. Something removed or swapped for a link while the walk runs is left out.
         """
-        with os.scandir(fd) as it:
-            found = sorted((e for e in it if not _is_temp(e.name)), key=_by_name)
-        for item in found:
-            parts = (*base, item.name)
-            # Files first, the most common; links, FIFOs and the like are neither.
-            if item.is_file(follow_symlinks=False):
-                out.append(Entry(UserPath(parts), item.stat(follow_symlinks=False).st_size))
-            elif item.is_dir(follow_symlinks=False):
-                out.append(Entry(UserPath(parts, True), None))
-                if recursive:
-                    child = os.open(item.name, _DIR_FLAGS, dir_fd=fd)
-                    try:
-                        self._scan(child, parts, True, out)
-                    finally:
-                        os.close(child)
+        stack: list[tuple[int, tuple[str, ...], Iterator[str]]] = []
+        try:
+            try:
+                fd = self._open_dir(names)
+            except OSError as e:
+                if _is_missing(e):
+                    raise NotFound(f"{path} is not a folder") from e
+                raise
+            stack.append((fd, path.parts, iter(())))  # on the stack first: closed if reading it fails
+            stack[-1] = (fd, path.parts, iter(_sorted_keys(fd)))
+            page: list[Entry] = []
+            while stack:
+                fd, base, keys = stack[-1]
+                descended = False
+                for key in keys:
+                    if key[-1] == "/":
+                        parts = (*base, key[:-1])
+                        page.append(Entry(UserPath(parts, True), None))
+                        if recursive and len(parts) < MAX_DEPTH and (child := _open_child(fd, key[:-1])) is not None:
+                            stack.append((child, parts, iter(())))
+                            stack[-1] = (child, parts, iter(_sorted_keys(child)))
+                            descended = True
+                    else:
+                        size = _file_size(fd, key)
+                        if size is not None:
+                            page.append(Entry(UserPath((*base, key)), size))
+                    if len(page) >= self.page_size:
+                        yield page, False
+                        page = []
+                    if descended:
+                        break
+                else:
+                    stack.pop()
+                    os.close(fd)
+            yield page, True
+        finally:
+            for fd, _, _ in stack:
+                os.close(fd)
 
     def storage_uri(self, user: str, path: UserPath) -> str:
         uri = str(self.root.joinpath(*self._names(user, path)))

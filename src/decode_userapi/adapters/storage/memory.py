@@ -6,7 +6,8 @@ and folders created explicitly behave alike. A user's root always exists.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from datetime import datetime
 
 from decode_userapi.domain.errors import Conflict, NotFound
 from decode_userapi.domain.files import Entry, FileHTTPRequest, UserPath, check_username
@@ -46,9 +47,10 @@ class _Tree:
 
 
 class InMemoryFileStorage:
-    def __init__(self, chunk_size: int = 1 << 20) -> None:
+    def __init__(self, chunk_size: int = 1 << 20, page_size: int = 1000) -> None:
         self._trees: dict[str, _Tree] = {}
         self._chunk_size = chunk_size
+        self.page_size = page_size
 
     async def start(self) -> None:
         pass
@@ -63,13 +65,24 @@ class InMemoryFileStorage:
         return self._tree(user).entry(path.parts)
 
     async def list(self, user: str, path: UserPath, *, recursive: bool) -> list[Entry]:
+        return [entry async for page in self.walk(user, path, recursive=recursive) for entry in page]
+
+    async def walk(self, user: str, path: UserPath, *, recursive: bool) -> AsyncGenerator[list[Entry], None]:
         tree = self._tree(user)
         if path.parts not in tree.dirs:
             raise NotFound(f"{path.as_dir()} is not a folder")
         files, dirs = tree.subtree(path.parts)
         depth = len(path.parts)
         keys = [k for k in (*files, *dirs) if len(k) > depth and (recursive or len(k) == depth + 1)]
-        return sorted((tree.entry(k) for k in keys), key=lambda e: e.path.parts)  # type: ignore[union-attr]
+        entries = sorted((tree.entry(k) for k in keys), key=lambda e: str(e.path))  # type: ignore[union-attr]
+        for start in range(0, len(entries), self.page_size):
+            yield entries[start : start + self.page_size]  # type: ignore[misc]
+
+    async def count(self, user: str, path: UserPath, *, recursive: bool, limit: int) -> int:
+        return sum([len(page) async for page in self.walk(user, path, recursive=recursive)])
+
+    async def remove_leftovers(self, before: datetime) -> int:
+        return 0  # writes here are all or nothing
 
     async def mkdir(self, user: str, path: UserPath) -> None:
         self._tree(user).make_dirs(path.parts)

@@ -18,21 +18,25 @@ are, as the local adapter lists odd names on disk. Segments no disk can hold, ``
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from contextlib import AsyncExitStack, contextmanager, suppress
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from contextlib import AsyncExitStack, aclosing, contextmanager, suppress
+from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
 
 import aioboto3
 import anyio
+import structlog
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from decode_userapi.adapters.aws import s3_client_config
+from decode_userapi.adapters.storage.janitor import Janitor
 from decode_userapi.domain.errors import Conflict, InvalidPath, NotFound, StorageUnavailable
-from decode_userapi.domain.files import Entry, FileHTTPRequest, UserPath, check_username
+from decode_userapi.domain.files import MAX_DEPTH, Entry, FileHTTPRequest, UserPath, check_username
 from decode_userapi.domain.media_types import MediaTypes, attachment
 
 T = TypeVar("T")
+log = structlog.get_logger(__name__)
 
 MIN_PART_SIZE = 5 * 1024**2  # S3's smallest part (all parts but the last)
 MAX_PART_SIZE = 5 * 1024**3
@@ -86,11 +90,17 @@ class S3FileStorage:
         max_attempts: int = 3,
         max_upload_bytes: int | None = None,
         session: aioboto3.Session | None = None,
+        leftover_age: float = 24 * 3600.0,
+        cleanup_interval: float | None = 3600.0,
+        cleanup_delay: float = 60.0,
     ) -> None:
         """`endpoint_url=None` lets the AWS SDK's own settings apply (`AWS_ENDPOINT_URL_S3`,
         `AWS_ENDPOINT_URL`, profiles); `max_attempts` counts the first try; `max_upload_bytes`
         caps pre-signed POST uploads (a `content-length-range` condition); `session` is an
-        `aioboto3.Session` to use (a profile, say) instead of a default one."""
+        `aioboto3.Session` to use (a profile, say) instead of a default one. Multipart uploads begun
+        under `root` more than `leftover_age` seconds ago are aborted `cleanup_delay` seconds after
+        `start()` (not in the way of a start-up, nor of a short-lived command such as
+        `decode-userapi s3 cleanup`, which does its own) and then every `cleanup_interval` seconds (None: only when `remove_leftovers` is called)."""
         if not bucket:
             raise ValueError("an S3 bucket name is required")
         if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
@@ -118,6 +128,7 @@ class S3FileStorage:
         self._session = session or aioboto3.Session()
         self._stack: AsyncExitStack | None = None
         self._client: Any = None
+        self._cleanup = Janitor("s3", self.remove_leftovers, leftover_age, cleanup_interval, cleanup_delay)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -137,12 +148,38 @@ class S3FileStorage:
         # botocore reads the paginator's model from disk at first use (a listdir and stats over
         # every AWS service it knows): do it now, off the event loop, rather than in a request.
         await asyncio.to_thread(self._client.get_paginator, "list_objects_v2")
+        await asyncio.to_thread(self._client.get_paginator, "list_multipart_uploads")
         self._stack = stack
+        self._cleanup.start()
 
     async def aclose(self) -> None:
+        await self._cleanup.aclose()
         stack, self._stack, self._client = self._stack, None, None
         if stack is not None:
             await stack.aclose()
+
+    async def remove_leftovers(self, before: datetime) -> int:
+        """Abort the multipart uploads under `root` begun before `before`; how many.
+
+        Our own writes abort theirs when they fail; this catches the ones a crash or a killed process
+        left (they cost storage until aborted). The bucket's lifecycle rule
+        `AbortIncompleteMultipartUpload` does the same on AWS, without this service."""
+        root = UserPath.root()
+        prefix = f"{self.root}/" if self.root else ""
+        paginator = self._s3.get_paginator("list_multipart_uploads")
+        stale: list[tuple[str, str]] = []
+        with self._errors(root):
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                stale += [
+                    (upload["Key"], upload["UploadId"])
+                    for upload in page.get("Uploads", [])
+                    if upload["Initiated"] < before
+                ]
+        for key, upload_id in stale:
+            await self._abort(key, upload_id)
+        if stale:
+            log.info("storage.leftovers_removed", storage="s3", bucket=self.bucket, multipart_uploads=len(stale))
+        return len(stale)
 
     @property
     def _s3(self) -> Any:
@@ -257,54 +294,94 @@ class S3FileStorage:
         return await first() or await second()
 
     async def list(self, user: str, path: UserPath, *, recursive: bool) -> list[Entry]:
-        base = path.as_dir()
-        if recursive:
-            found, entries = await self._list_all(user, base)
-        else:
-            found, entries = await self._list_level(user, base)
-        if not found and not base.is_root:
-            raise NotFound(f"{base} is not a folder")
-        return sorted(entries, key=lambda e: e.path.parts)
+        return [entry async for page in self.walk(user, path, recursive=recursive) for entry in page]
 
-    async def _list_level(self, user: str, base: UserPath) -> tuple[bool, list[Entry]]:
+    async def walk(self, user: str, path: UserPath, *, recursive: bool) -> AsyncGenerator[list[Entry], None]:
+        """A page of entries per page of keys. S3 lists keys in the order of their UTF-8 bytes, which
+        is the order of the paths' strings (a folder's key is its marker's, ending in ``/``), so
+        entries come out in that order as they are found; folders that have no marker are reported
+        just before the first key below them."""
+        base = path.as_dir()
+        pages = self._walk_all(user, base) if recursive else self._walk_level(user, base)
+        found = False
+        try:
+            async for page in pages:
+                if not found and page is None:
+                    if not base.is_root:
+                        raise NotFound(f"{base} is not a folder")
+                    return
+                found = True
+                if page:
+                    yield page
+        finally:
+            await pages.aclose()
+
+    async def count(self, user: str, path: UserPath, *, recursive: bool, limit: int) -> int:
+        # The same listing requests as a walk: S3 has no cheaper way to count keys.
+        count = 0
+        async with aclosing(self.walk(user, path, recursive=recursive)) as pages:
+            async for page in pages:
+                count += len(page)
+                if count > limit:
+                    break
+        return count
+
+    async def _walk_level(self, user: str, base: UserPath) -> AsyncGenerator[list[Entry] | None, None]:
+        """Pages of the folder's own entries; None first if there is nothing at or below it."""
         prefix = self._dir_prefix(user, base)
         paginator = self._s3.get_paginator("list_objects_v2")
         pages = paginator.paginate(
             Bucket=self.bucket, Prefix=prefix, Delimiter="/", PaginationConfig={"PageSize": self._page_size}
         )
-        found, entries = False, []
+        first = True
         with self._errors(base):
             async for page in pages:
+                if first and not page.get("CommonPrefixes") and not page.get("Contents"):
+                    yield None
+                    return
+                first = False
+                keyed: list[tuple[str, Entry]] = []
                 for common in page.get("CommonPrefixes", []):
-                    found = True
                     name = common["Prefix"][len(prefix) : -1]
                     if name not in _UNNAMEABLE:
-                        entries.append(Entry(UserPath((*base.parts, name), True), None))
+                        keyed.append((f"{name}/", Entry(UserPath((*base.parts, name), True), None)))
                 for obj in page.get("Contents", []):
-                    found = True
                     name = obj["Key"][len(prefix) :]
                     if name not in _UNNAMEABLE:  # "" is the folder's own marker
-                        entries.append(Entry(UserPath((*base.parts, name)), int(obj["Size"])))
-        return found, entries
+                        keyed.append((name, Entry(UserPath((*base.parts, name)), int(obj["Size"]))))
+                keyed.sort(key=_first)  # a page's folders and files come in two lists
+                yield [entry for _, entry in keyed]
 
-    async def _list_all(self, user: str, base: UserPath) -> tuple[bool, list[Entry]]:
+    async def _walk_all(self, user: str, base: UserPath) -> AsyncGenerator[list[Entry] | None, None]:
+        """Pages of everything below the folder; None first if there is nothing at or below it."""
         prefix = self._dir_prefix(user, base)
-        found = False
-        files: list[Entry] = []
-        dirs: set[tuple[str, ...]] = set()
+        depth = len(base.parts)
+        # The folders reported so far that hold the current key: a chain, one per level below `base`.
+        # Keys come sorted, so once a key is outside a folder, no later key is inside it.
+        open_dirs: list[tuple[str, ...]] = []
+        first = True
         async for objects in self._keys_below(user, base):
+            if first and not objects:
+                yield None
+                return
+            first = False
+            page: list[Entry] = []
             for obj in objects:
-                found = True
                 names, is_dir = _names(obj["Key"][len(prefix) :])
                 if not names:
                     continue  # the folder's own marker, or nothing a path can name
                 parts = (*base.parts, *names)
-                dirs.update(parts[:depth] for depth in range(len(base.parts) + 1, len(parts)))
-                if is_dir:
-                    dirs.add(parts)
-                else:
-                    files.append(Entry(UserPath(parts), int(obj["Size"])))
-        return found, [*files, *(Entry(UserPath(parts, True), None) for parts in dirs)]
+                if len(parts) > MAX_DEPTH:  # as on disk: deeper than any path names, not listed
+                    parts, is_dir = parts[:MAX_DEPTH], True
+                while open_dirs and parts[: len(open_dirs[-1])] != open_dirs[-1]:
+                    open_dirs.pop()
+                for level in range(depth + len(open_dirs) + 1, len(parts) + (1 if is_dir else 0)):
+                    folder = parts[:level]
+                    open_dirs.append(folder)
+                    page.append(Entry(UserPath(folder, True), None))
+                if not is_dir:
+                    page.append(Entry(UserPath(parts), int(obj["Size"])))
+            yield page
 
     async def upload_request(self, user: str, folder: UserPath) -> FileHTTPRequest | None:
         prefix = self._dir_prefix(user, folder.as_dir())
@@ -540,6 +617,10 @@ class S3FileStorage:
                 raise StorageUnavailable(
                     f"S3 could not delete {len(errors)} objects of {path} ({', '.join(codes)})"
                 )
+
+
+def _first(pair: tuple[str, Entry]) -> str:
+    return pair[0]
 
 
 def _key(path: UserPath) -> str:

@@ -27,6 +27,7 @@ from decode_userapi.entrypoints.http.openapi import (
     DocumentRenderPlugin,
     docs_handlers,
 )
+from decode_userapi.entrypoints.http.limits import header_limits
 from decode_userapi.entrypoints.http.ops import Metrics, health, metrics_handler, ready, request_context
 from decode_userapi.entrypoints.http.ratelimit import LoginRateLimiter
 from decode_userapi.entrypoints.http.users import ACCOUNT_HANDLERS, SERVICE_HANDLERS
@@ -88,7 +89,7 @@ def create_app(services: Services, *, manage_adapters: bool = True) -> Litestar:
             "login_limiter": Provide(lambda: login_limiter, sync_to_thread=False),
             "max_upload_bytes": Provide(lambda: settings.max_upload_bytes, sync_to_thread=False),
         },
-        middleware=[request_context(metrics)],
+        middleware=[header_limits(), request_context(metrics)],
         before_send=[security_headers(DOCS_PATH, DOCS_CSP)],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],

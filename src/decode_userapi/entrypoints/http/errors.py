@@ -93,6 +93,15 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
     return _answer(exc.status_code, detail, dict(exc.headers or {}))
 
 
+def recursion_error_handler(request: Request[Any, Any, Any], exc: RecursionError) -> Response[Any]:
+    """JSON nested deeper than the interpreter's recursion limit (``[[[[…`` ten thousand deep) stops
+    msgspec's decoding of a body with this error: a body refused for its shape (422), like any other. Any other
+    `RecursionError` is a fault of ours."""
+    if "while deserializing" in str(exc):
+        return _answer(422, "body: the JSON is nested too deeply")
+    return internal_error_handler(request, exc)
+
+
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("request.crashed", path=request.url.path, method=request.method)
     return _answer(500, "internal server error")
@@ -102,5 +111,6 @@ EXCEPTION_HANDLERS = {
     e.DomainError: domain_error_handler,
     ValidationException: validation_error_handler,
     HTTPException: http_exception_handler,
+    RecursionError: recursion_error_handler,
     Exception: internal_error_handler,
 }

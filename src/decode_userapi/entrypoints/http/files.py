@@ -7,10 +7,12 @@ before it fills path parameters. A trailing `/download`, `/url` or `/upload` nam
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
-from litestar import Controller, Request, delete, get, post, put
+import msgspec
+from litestar import Controller, MediaType, Request, Response, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, Parameter, QueryParameter
 from litestar.response import Stream
@@ -21,6 +23,7 @@ from decode_userapi.domain.errors import InvalidRequest
 from decode_userapi.domain.files import FileHTTPRequest, FileInfo, UserPath
 from decode_userapi.domain.identity import Principal
 from decode_userapi.domain.media_types import attachment
+from decode_userapi.domain.text import replace_unsafe_text
 from decode_userapi.entrypoints.http.deps import api_base_url, raw_subpath
 from decode_userapi.entrypoints.http.errors import error_responses
 from decode_userapi.entrypoints.http.guards import users_only
@@ -71,6 +74,36 @@ def _split_action(request: Request[Any, Any, Any], actions: tuple[str, ...]) -> 
     return raw, None
 
 
+_LISTING = msgspec.json.Encoder()
+
+
+def _encode_page(page: list[FileInfo]) -> bytes:
+    try:
+        return _LISTING.encode(page)
+    except UnicodeEncodeError:
+        # A name on disk that is not UTF-8 (a job wrote it) holds surrogates no JSON can carry.
+        return _LISTING.encode([FileInfo(replace_unsafe_text(i.path), i.type, i.size) for i in page])
+
+
+async def json_array(pages: AsyncGenerator[list[FileInfo], None]) -> AsyncIterator[bytes]:
+    """A listing's pages as one JSON array, a chunk per page, as the storage walks the tree.
+
+    Errors found before the first chunk (a missing folder, too many entries) were raised by the
+    service already and get their 4xx. One found later (the storage failing part-way, the tree grown
+    past the limit) can no longer change the status: the answer stops there, the connection is closed
+    without the chunked body's end, and no client can take the unfinished array for a whole one.
+    """
+    opened = False
+    try:
+        async for page in pages:
+            if page:
+                yield (b"," if opened else b"[") + _encode_page(page)[1:-1]
+                opened = True
+        yield b"]" if opened else b"[]"
+    finally:
+        await pages.aclose()
+
+
 class FilesController(Controller):
     path = PREFIX
     tags = ["files"]
@@ -79,7 +112,7 @@ class FilesController(Controller):
     @get(
         ["/", "/{p:path}"],
         summary="List a folder, download, or get a download request",
-        responses=error_responses(400, 401, 403, 404, 422, 503),
+        responses=error_responses(400, 401, 403, 404, 413, 422, 503),
     )
     async def read(
         self,
@@ -105,12 +138,15 @@ class FilesController(Controller):
                 api_download_url=f"{api_base_url(request)}{PREFIX}{raw}/download",
                 authorization=request.headers.get("authorization"),
             )
-        return await files.list(
+        listing = await files.listing(
             principal,
             path,
             show_dirs=_flag(show_dirs, "show_dirs", True),
             recursive=_flag(recursive, "recursive", False),
         )
+        if isinstance(listing, list):  # read whole already: one body, with its length
+            return Response(_encode_page(listing), media_type=MediaType.JSON)
+        return Stream(json_array(listing), media_type=MediaType.JSON)
 
     @post(
         ["/", "/{p:path}"],

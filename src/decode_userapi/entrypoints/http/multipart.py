@@ -25,6 +25,9 @@ from decode_userapi.domain.errors import InvalidRequest, PayloadTooLarge
 MAX_FILES = 1000  # per request: each file costs a quota check and a write of its own
 _BEGIN, _HEADER, _DATA, _END = range(4)
 _SEPARATORS = re.compile(r"[/\\]")
+# python-multipart bounds each part's headers (8 lines of 4 KiB: "malformed", 400); these bound the rest.
+MAX_PARTS = 32  # parts that are not files (a browser's form sends none or a few)
+MAX_FIELD_BYTES = 1024**2  # bytes of the parts that are not files, which are read and dropped
 
 
 def upload_name(sent: str) -> str:
@@ -50,6 +53,7 @@ class MultipartFiles:
         self._header_name = b""
         self._headers: dict[bytes, bytes] = {}
         self._done = False
+        self._other_parts = self._other_bytes = 0
         self._parser = MultipartParser(
             boundary,
             {
@@ -91,17 +95,25 @@ class MultipartFiles:
         return self._events.popleft()
 
     async def _next_file(self) -> str | None:
-        """Advance to the next file part; its file name as sent, or None when there is none."""
+        """Advance to the next file part; its file name as sent, or None when there is none. The
+        parts passed over on the way (other form fields) are bounded in number and size."""
         while (event := await self._next_event()) is not None:
             kind, value = event
             if kind == _BEGIN:
                 self._headers = {}
+            elif kind == _DATA:
+                self._other_bytes += len(value)
+                if self._other_bytes > MAX_FIELD_BYTES:
+                    raise PayloadTooLarge(f"the upload has more than {MAX_FIELD_BYTES} bytes in parts other than files")
             elif kind == _HEADER:
                 _, options = parse_options_header(value.get(b"content-disposition", b""))
                 name = options.get(b"name", b"").decode("utf-8", "replace")
                 filename = options.get(b"filename")
                 if name == self._field and filename is not None:
                     return filename.decode("utf-8", "replace")
+                self._other_parts += 1
+                if self._other_parts > MAX_PARTS:
+                    raise PayloadTooLarge(f"the upload has more than {MAX_PARTS} parts other than files")
         return None
 
     async def _chunks(self) -> AsyncIterator[bytes]:

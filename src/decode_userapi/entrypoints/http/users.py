@@ -14,6 +14,7 @@ from litestar.status_codes import HTTP_201_CREATED
 from decode_userapi.domain.commands import TokenView, UserView
 from decode_userapi.domain.errors import InvalidRequest
 from decode_userapi.domain.identity import Principal
+from decode_userapi.domain.text import check_text
 from decode_userapi.entrypoints.http.errors import error_responses
 from decode_userapi.entrypoints.http.guards import users_only
 from decode_userapi.entrypoints.http.ratelimit import LoginRateLimiter, client_address
@@ -54,6 +55,7 @@ async def _credentials(request: Request[Any, Any, Any]) -> tuple[str, str]:
             raise InvalidRequest(f"the form field {name!r} is needed (form fields 'username' and 'password')")
         if len(value) > MAX_FIELD:
             raise InvalidRequest(f"the form field {name!r} is at most {MAX_FIELD} characters")
+        check_text(value, name)
     return fields["username"], fields["password"]  # type: ignore[return-value]
 
 
@@ -79,7 +81,8 @@ async def create_user(
     ] = None,
 ) -> UserView:
     username, password = await _credentials(request)
-    return UserView.of(await users.register(username, password, groups))
+    checked = [check_text(group, "groups") for group in groups] if groups else None
+    return UserView.of(await users.register(username, password, checked))
 
 
 @post(
