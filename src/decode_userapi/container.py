@@ -39,6 +39,7 @@ from decode_userapi.services.files import FileService
 from decode_userapi.services.jobs import JobService
 from decode_userapi.services.ops import OpsService
 
+
 def _lazy(module: str, name: str) -> Callable[..., Any]:
     """Build `module.name` when first needed: the AWS and Mailjet adapters pull in aioboto3 and
     requests, about 0.4 s of a start-up (measured) that a local deployment never uses."""

@@ -32,7 +32,8 @@ def job_body(name="decode_test", **overrides):
 
 
 async def put_inputs(client, user):
-    for folder, name, content in [("config/test", "param.yaml", b"p: 1"), ("data/test", "calib.mat", b"m"), ("data/test/sub", "f.tif", b"t")]:
+    inputs = [("config/test", "param.yaml", b"p: 1"), ("data/test", "calib.mat", b"m"), ("data/test/sub", "f.tif", b"t")]
+    for folder, name, content in inputs:
         r = await client.post(f"/files/{folder}/upload", headers=user.headers, files={"file": (name, content)})
         assert r.status_code == 201
 

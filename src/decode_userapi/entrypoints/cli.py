@@ -117,7 +117,6 @@ def _user(args: argparse.Namespace) -> int:
 async def _user_command(args: argparse.Namespace) -> int:
     from decode_userapi.domain.errors import DomainError
     from decode_userapi.entrypoints.embedded import UserApi
-
     from decode_userapi.logging import configure_logging
 
     configure_logging("WARNING")

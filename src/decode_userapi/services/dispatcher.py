@@ -86,7 +86,7 @@ class Dispatcher:
             except DomainError as e:  # the database is down: keep polling, it will come back
                 log.warning("dispatch.loop_error", error=e.detail)
                 sent = 0
-            except Exception:  # noqa: BLE001 - the sender must outlive any single bug
+            except Exception:  # the sender must outlive any single bug (logged with its traceback)
                 log.exception("dispatch.loop_crashed")
                 sent = 0
             if sent == 0 and not self._stopping:
@@ -103,7 +103,7 @@ class Dispatcher:
             claimed = await uow.claim_dispatches(now, now + timedelta(seconds=self._lease), self._batch)
         if claimed:
             delivered = await asyncio.gather(*(self._deliver(entry) for entry in claimed))
-            await self._record_sent([entry for entry, ok in zip(claimed, delivered) if ok])
+            await self._record_sent([entry for entry, ok in zip(claimed, delivered, strict=True) if ok])
         return len(claimed)
 
     async def _deliver(self, entry: PendingDispatch) -> bool:

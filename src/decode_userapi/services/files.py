@@ -26,7 +26,7 @@ _by_path = attrgetter("path")
 class Download:
     """A file or a zipped folder, ready to stream."""
 
-    __slots__ = ("filename", "chunks", "size", "media_type")
+    __slots__ = ("chunks", "filename", "media_type", "size")
 
     def __init__(self, filename: str, chunks: AsyncIterator[bytes], size: int | None, media_type: str):
         self.filename = filename

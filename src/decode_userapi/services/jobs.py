@@ -21,10 +21,10 @@ from decode_userapi.domain.jobs import (
     JobAttributes,
     UpdateOutcome,
     apply_status_update,
-    end_of_job_email,
     check_environment,
     check_job_name,
     check_priority,
+    end_of_job_email,
 )
 from decode_userapi.ports.catalog import ApplicationCatalogSource
 from decode_userapi.ports.clock import Clock

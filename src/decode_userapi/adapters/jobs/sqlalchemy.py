@@ -24,7 +24,6 @@ from decode_userapi.domain.jobs import (
 )
 from decode_userapi.ports.jobs import JobStats, PendingDispatch
 
-
 _c = jobs_table.c
 # Every column but the outbox's bookkeeping, which only the dispatcher reads; in the order
 # `job_from_row` unpacks them (by position: several times cheaper than by name).

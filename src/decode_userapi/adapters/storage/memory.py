@@ -15,7 +15,7 @@ Parts = tuple[str, ...]
 
 
 class _Tree:
-    __slots__ = ("files", "dirs")
+    __slots__ = ("dirs", "files")
 
     def __init__(self) -> None:
         self.files: dict[Parts, bytes] = {}

@@ -221,7 +221,7 @@ class S3FileStorage:
         """`Conflict` if a file sits at any of the folders `parts[:1]`, `parts[:2]`, ... `parts`."""
         folders = [UserPath(parts[:depth]) for depth in range(1, len(parts) + 1)]
         sizes = await _concurrently(partial(self._head, self._file_key(user, p), p) for p in folders)
-        for folder, size in zip(folders, sizes):
+        for folder, size in zip(folders, sizes, strict=True):
             if size is not None:
                 raise Conflict(f"{folder} is a file, not a folder")
 

@@ -85,7 +85,8 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
 
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    log.exception("request.crashed", path=request.url.path, method=request.method)
+    # Litestar calls exception handlers inside its `except` block: the traceback is there to log
+    log.exception("request.crashed", path=request.url.path, method=request.method)  # noqa: LOG004
     return _answer(500, "internal server error")
 
 
