@@ -27,13 +27,13 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    CursorResult,
     DateTime,
     Executable,
     Identity,
     Index,
     Integer,
     MetaData,
-    Result,
     String,
     Table,
     Text,
@@ -186,7 +186,7 @@ def translate_errors() -> Iterator[None]:
         raise StoreUnavailable("the database is unavailable, please try again later") from e
 
 
-async def execute(connection: AsyncConnection, statement: Executable) -> Result[Any]:
+async def execute(connection: AsyncConnection, statement: Executable) -> CursorResult[*tuple[Any, ...]]:
     """`connection.execute(statement)`, with `translate_errors`."""
     with translate_errors():
         return await connection.execute(statement)
@@ -473,4 +473,4 @@ class Database:
         Unlike catching `IntegrityError`, this leaves a PostgreSQL transaction usable.
         """
         statement = _DIALECT_INSERTS[self.backend](table).values(**values)
-        return statement.on_conflict_do_nothing(index_elements=list(conflict_columns))
+        return statement.on_conflict_do_nothing(index_elements=list(conflict_columns))  # type: ignore[attr-defined]

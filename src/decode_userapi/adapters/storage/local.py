@@ -8,6 +8,7 @@ links, deleting a link removes only the link. Blocking calls run in worker threa
 
 from __future__ import annotations
 
+import builtins
 import errno
 import os
 import secrets
@@ -142,7 +143,7 @@ class LocalFileStorage:
     async def list(self, user: str, path: UserPath, *, recursive: bool) -> list[Entry]:
         return await _off_loop(path, self._list, self._names(user, path), path.as_dir(), recursive)
 
-    def _list(self, names: tuple[str, ...], path: UserPath, recursive: bool) -> list[Entry]:
+    def _list(self, names: tuple[str, ...], path: UserPath, recursive: bool) -> builtins.list[Entry]:
         try:
             fd = self._open_dir(names)
         except OSError as e:
@@ -156,7 +157,7 @@ class LocalFileStorage:
             os.close(fd)
         return entries
 
-    def _scan(self, fd: int, base: tuple[str, ...], recursive: bool, out: list[Entry]) -> None:
+    def _scan(self, fd: int, base: tuple[str, ...], recursive: bool, out: builtins.list[Entry]) -> None:
         """Append the entries below the folder `fd` to `out`, sorted by their parts.
 
         Each folder's names are sorted and a folder's contents follow it, so the whole list comes out
@@ -201,7 +202,7 @@ class LocalFileStorage:
             opener = partial(os.open, mode=0o666, dir_fd=parent)
             file = await _off_loop(path, open, temp, "xb", opener=opener)
             try:
-                size = await self._copy(path, chunks, file)
+                size = await self._copy(path, chunks, file)  # type: ignore[arg-type]  # binary: mode xb
                 await _off_loop(path, file.close)
                 await _off_loop(path, os.replace, temp, names[-1], src_dir_fd=parent, dst_dir_fd=parent)
             except BaseException:  # cancellation too: clean up synchronously, then re-raise

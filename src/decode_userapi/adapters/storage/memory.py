@@ -69,7 +69,7 @@ class InMemoryFileStorage:
         files, dirs = tree.subtree(path.parts)
         depth = len(path.parts)
         keys = [k for k in (*files, *dirs) if len(k) > depth and (recursive or len(k) == depth + 1)]
-        return sorted((tree.entry(k) for k in keys), key=lambda e: e.path.parts)  # type: ignore[union-attr]
+        return sorted((tree.entry(k) for k in keys), key=lambda e: e.path.parts)  # type: ignore[misc]
 
     async def mkdir(self, user: str, path: UserPath) -> None:
         self._tree(user).make_dirs(path.parts)

@@ -18,6 +18,7 @@ are, as the local adapter lists odd names on disk. Segments no disk can hold, ``
 from __future__ import annotations
 
 import asyncio
+import builtins
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import AsyncExitStack, contextmanager, suppress
 from functools import partial
@@ -264,7 +265,7 @@ class S3FileStorage:
             raise NotFound(f"{base} is not a folder")
         return sorted(entries, key=lambda e: e.path.parts)
 
-    async def _list_level(self, user: str, base: UserPath) -> tuple[bool, list[Entry]]:
+    async def _list_level(self, user: str, base: UserPath) -> tuple[bool, builtins.list[Entry]]:
         prefix = self._dir_prefix(user, base)
         paginator = self._s3.get_paginator("list_objects_v2")
         pages = paginator.paginate(
@@ -285,7 +286,7 @@ class S3FileStorage:
                         entries.append(Entry(UserPath((*base.parts, name)), int(obj["Size"])))
         return found, entries
 
-    async def _list_all(self, user: str, base: UserPath) -> tuple[bool, list[Entry]]:
+    async def _list_all(self, user: str, base: UserPath) -> tuple[bool, builtins.list[Entry]]:
         prefix = self._dir_prefix(user, base)
         found = False
         files: list[Entry] = []
@@ -343,7 +344,11 @@ class S3FileStorage:
             if await self._dir_exists(user, target):
                 raise Conflict(f"{target.as_dir()} is a folder")
 
-        await _concurrently([partial(self._refuse_files_along, user, target.parts[:-1]), no_folder_there])
+        checks: builtins.list[Callable[[], Awaitable[None]]] = [
+            partial(self._refuse_files_along, user, target.parts[:-1]),
+            no_folder_there,
+        ]
+        await _concurrently(checks)
 
         buffer = bytearray()
         size = 0
@@ -519,7 +524,7 @@ class S3FileStorage:
             await self._delete_keys(keys, path)
             deleted = True
 
-    async def _delete_keys(self, keys: list[str], path: UserPath) -> None:
+    async def _delete_keys(self, keys: builtins.list[str], path: UserPath) -> None:
         for start in range(0, len(keys), MAX_DELETE_BATCH):
             batch = [{"Key": key} for key in keys[start : start + MAX_DELETE_BATCH]]
             with self._errors(path):

@@ -94,7 +94,7 @@ class HttpWorkerDispatch:
 
     def _delay(self, attempt: int) -> float:
         """Exponential backoff with jitter: about backoff, 2*backoff, 4*backoff, ... (±50%)."""
-        return self._backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
+        return float(self._backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))
 
     def _excerpt(self, response: httpx.Response) -> str:
         """The start of an error body, on one line, with our key blanked should the server echo it."""

@@ -47,7 +47,7 @@ def error_responses(*statuses: int) -> dict[int, ResponseSpec]:
 def _status_of(exc: e.DomainError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS:
-            return STATUS[cls]  # type: ignore[index]
+            return STATUS[cls]
     return 400
 
 
