@@ -5,8 +5,10 @@ Every test that asks for `settings` (or `client`, `alice`, ...) runs over the `s
 - `local-sqlite`: local disk, SQLite;
 - `local-postgres`: local disk, PostgreSQL;
 - `s3-postgres`: a fresh bucket on moto's S3 (`local_aws`), PostgreSQL;
-and with the `identity` `builtin`. `s3-sqlite` (S3 without a PostgreSQL server) is in `ALL_STACKS`,
-for the modules that test storage over HTTP (`stacks(*ALL_STACKS)`). `@stacks(...)` and `@identities(...)` narrow or widen that for a
+and with the `identity` `builtin`. The modules about users' files over HTTP (files, isolation) run on
+`STORAGE_STACKS` instead: both storages, and S3 on both databases, so S3 is tested without a
+PostgreSQL server too (`s3-sqlite`); local disk on PostgreSQL would repeat the local-sqlite runs
+(file operations do not touch the database). `@stacks(...)` and `@identities(...)` narrow or widen that for a
 test or a module (`identities("builtin", "cognito")`: a fresh moto Cognito user pool per test, with
 `AUTH=1`, so `make_user` goes through Cognito's admin API).
 
@@ -50,8 +52,8 @@ _STACK_PARAMS = {
     "s3-sqlite": pytest.param("s3-sqlite", id="s3-sqlite"),
     "s3-postgres": pytest.param("s3-postgres", id="s3-postgres", marks=pytest.mark.postgres),
 }
-ALL_STACKS = tuple(_STACK_PARAMS)
 STACKS = [_STACK_PARAMS[name] for name in ("local-sqlite", "local-postgres", "s3-postgres")]  # the default
+STORAGE_STACKS = ("local-sqlite", "s3-sqlite", "s3-postgres")
 IDENTITIES = [pytest.param("builtin", id="builtin"), pytest.param("cognito", id="cognito")]
 # Cognito's password policy for the test pools: PASSWORD passes, "short" does not.
 COGNITO_PASSWORD_POLICY = {

@@ -30,9 +30,9 @@ from urllib.parse import quote, unquote
 import httpx
 import pytest
 
-from tests.integration.harness import ALL_STACKS, S3_ROOT, RawStorage, User, outbox_drained, stacks
+from tests.integration.harness import S3_ROOT, STORAGE_STACKS, RawStorage, User, outbox_drained, stacks
 
-pytestmark = stacks(*ALL_STACKS)  # S3 also without PostgreSQL (s3-sqlite)
+pytestmark = stacks(*STORAGE_STACKS)  # S3 also without PostgreSQL (s3-sqlite)
 
 TRAIN = {"application": "decode", "version": "v0_10_1", "entrypoint": "train"}
 ROOT_FOLDERS = ("config", "data", "artifact", "output", "log")
