@@ -8,9 +8,9 @@ Every test that asks for `settings` (or `client`, `alice`, ...) runs over the `s
 and with the `identity` `builtin`. The modules about users' files over HTTP (files, isolation) run on
 `STORAGE_STACKS` instead: both storages, and S3 on both databases, so S3 is tested without a
 PostgreSQL server too (`s3-sqlite`); local disk on PostgreSQL would repeat the local-sqlite runs
-(file operations do not touch the database). `@stacks(...)` and `@identities(...)` narrow or widen that for a
-test or a module (`identities("builtin", "cognito")`: a fresh moto Cognito user pool per test, with
-`AUTH=1`, so `make_user` goes through Cognito's admin API).
+(file operations do not touch the database). `@stacks(...)` and `@identities(...)` narrow or widen
+the matrix for a test or a module (`identities("builtin", "cognito")`: a fresh moto Cognito user pool
+per test, with `AUTH=1`, so `make_user` goes through Cognito's admin API).
 
 `raw_storage` looks at the stored bytes behind the app's back, by storage URI, as the worker-facing
 API does: absolute paths on local disk, `s3://bucket/key` on S3.
