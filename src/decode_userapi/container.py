@@ -47,6 +47,7 @@ from decode_userapi.services.users import UserService
 log = structlog.get_logger(__name__)
 
 
+
 def _lazy(module: str, name: str) -> Callable[..., Any]:
     """Build `module.name` when first needed: the AWS and Mailjet adapters pull in aioboto3 and
     requests, about 0.4 s of a start-up (measured) that a local deployment never uses."""
@@ -278,7 +279,7 @@ async def stop_services(services: Services) -> None:
     failures: list[Exception] = []
     try:
         await services.dispatcher().aclose()
-    except Exception as e:  # noqa: BLE001 - logged, raised after the adapters are closed
+    except Exception as e:
         log.exception("service.close_failed", part="dispatcher")
         failures.append(e)
     try:
@@ -314,7 +315,7 @@ async def _close_all(adapters: Iterable[Any]) -> list[Exception]:
     for adapter in adapters:
         try:
             await adapter.aclose()
-        except Exception as e:  # noqa: BLE001 - logged here, raised by the caller
+        except Exception as e:
             log.exception("adapter.close_failed", adapter=type(adapter).__name__)
             failures.append(e)
     return failures

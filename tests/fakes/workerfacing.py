@@ -10,7 +10,6 @@ import asyncio
 import itertools
 import json
 import threading
-import time
 from datetime import datetime
 from typing import Any, Literal
 

@@ -4,10 +4,13 @@ tokens. Imported into conftest.py.
 Every test that asks for `settings` (or `client`, `alice`, ...) runs over the `stack` matrix:
 - `local-sqlite`: local disk, SQLite;
 - `local-postgres`: local disk, PostgreSQL;
-- `s3-postgres`: a fresh bucket on moto's S3 (`local_aws`), PostgreSQL.
-and with the `identity` `builtin`. `@stacks(...)` and `@identities(...)` narrow or widen that for a
-test or a module (`identities("builtin", "cognito")`: a fresh moto Cognito user pool per test, with
-`AUTH=1`, so `make_user` goes through Cognito's admin API).
+- `s3-postgres`: a fresh bucket on moto's S3 (`local_aws`), PostgreSQL;
+and with the `identity` `builtin`. The modules about users' files over HTTP (files, isolation) run on
+`STORAGE_STACKS` instead: both storages, and S3 on both databases, so S3 is tested without a
+PostgreSQL server too (`s3-sqlite`); local disk on PostgreSQL would repeat the local-sqlite runs
+(file operations do not touch the database). `@stacks(...)` and `@identities(...)` narrow or widen
+the matrix for a test or a module (`identities("builtin", "cognito")`: a fresh moto Cognito user pool
+per test, with `AUTH=1`, so `make_user` goes through Cognito's admin API).
 
 `raw_storage` looks at the stored bytes behind the app's back, by storage URI, as the worker-facing
 API does: absolute paths on local disk, `s3://bucket/key` on S3.
@@ -20,6 +23,8 @@ event loop; the app's S3, Cognito and database clients belong to that loop. Call
 from __future__ import annotations
 
 import asyncio
+import functools
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -41,11 +46,14 @@ INTERNAL_KEY = "internal-test-key"
 PASSWORD = "correct-horse-1"
 S3_ROOT = "user_data"  # USER_DATA_ROOT_PATH on S3: the key prefix of every user's tree
 
-STACKS = [
-    pytest.param("local-sqlite", id="local-sqlite"),
-    pytest.param("local-postgres", id="local-postgres", marks=pytest.mark.postgres),
-    pytest.param("s3-postgres", id="s3-postgres", marks=pytest.mark.postgres),
-]
+_STACK_PARAMS = {
+    "local-sqlite": pytest.param("local-sqlite", id="local-sqlite"),
+    "local-postgres": pytest.param("local-postgres", id="local-postgres", marks=pytest.mark.postgres),
+    "s3-sqlite": pytest.param("s3-sqlite", id="s3-sqlite"),
+    "s3-postgres": pytest.param("s3-postgres", id="s3-postgres", marks=pytest.mark.postgres),
+}
+STACKS = [_STACK_PARAMS[name] for name in ("local-sqlite", "local-postgres", "s3-postgres")]  # the default
+STORAGE_STACKS = ("local-sqlite", "s3-sqlite", "s3-postgres")
 IDENTITIES = [pytest.param("builtin", id="builtin"), pytest.param("cognito", id="cognito")]
 # Cognito's password policy for the test pools: PASSWORD passes, "short" does not.
 COGNITO_PASSWORD_POLICY = {
@@ -65,7 +73,7 @@ def _select(params: list[Any], names: tuple[str, ...]) -> list[Any]:
 
 def stacks(*names: str) -> pytest.MarkDecorator:
     """Run a test (or, as `pytestmark`, a module) on these stacks only, e.g. `@stacks("s3-postgres")`."""
-    return pytest.mark.parametrize("stack", _select(STACKS, names), indirect=True)
+    return pytest.mark.parametrize("stack", _select(list(_STACK_PARAMS.values()), names), indirect=True)
 
 
 def identities(*names: str) -> pytest.MarkDecorator:
@@ -183,6 +191,27 @@ async def client(settings: Settings) -> AsyncIterator[AsyncTestClient]:
         yield client
 
 
+@pytest.fixture(scope="session", autouse=True)
+def password_hashing_once_per_password() -> Iterator[None]:
+    """The built-in identity's scrypt costs ~55 ms a call by design, twice per user made (register,
+    then the token), in nearly every HTTP test: about a minute of the suite. Within the test process,
+    `verify_password` (a pure function) remembers its answers, and `hash_password` hashes the
+    harness's `PASSWORD` once (a fresh salt per process, not per user). Every other password is
+    hashed and checked as in production; the subprocess tests run the code unchanged."""
+    from decode_userapi.adapters.identity import builtin
+
+    hash_password, verify_password = builtin.hash_password, builtin.verify_password
+    hashed = functools.cache(hash_password)
+
+    def hash_once(password: str) -> str:
+        return hashed(password) if password == PASSWORD else hash_password(password)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(builtin, "hash_password", hash_once)
+        patch.setattr(builtin, "verify_password", functools.cache(verify_password))
+        yield
+
+
 async def make_user(client: AsyncTestClient, name: str, groups: list[str] | None = None) -> User:
     params = [("groups", g) for g in groups] if groups else None
     r = await client.post("/user", data={"username": name, "password": PASSWORD}, params=params)
@@ -200,6 +229,27 @@ async def alice(client: AsyncTestClient) -> User:
 @pytest.fixture
 async def bob(client: AsyncTestClient) -> User:
     return await make_user(client, "bob")
+
+
+async def dispatch_backlog(client: AsyncTestClient) -> int:
+    """How many recorded jobs are still to be handed to the worker-facing API (`/metrics`): pending
+    entries, including any whose delivery is under way (an entry leaves the backlog only once its
+    outcome is recorded)."""
+    r = await client.get("/metrics")
+    assert r.status_code == 200, r.text
+    found = re.search(r"^decode_userapi_dispatch_backlog (\S+)$", r.text, re.MULTILINE)
+    assert found, r.text
+    return int(float(found[1]))
+
+
+async def outbox_drained(client: AsyncTestClient, timeout: float = 10.0) -> None:
+    """Wait until the outbox is empty. From then on nothing more is sent: only pending entries are
+    ever claimed, so "no second delivery arrives" can be checked at once instead of after a sleep."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while await dispatch_backlog(client):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"the outbox was not drained within {timeout} s")
+        await asyncio.sleep(0.02)
 
 
 async def eventually(condition: Callable[[], T], timeout: float = 10.0) -> T:

@@ -62,7 +62,7 @@ def blocking_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     for name in WATCHED:
         watch(os, name)
     watch(shutil, "rmtree")
-    yield found
+    return found
 
 
 async def test_no_blocking_file_system_calls_on_the_event_loop(client, alice, blocking_calls, fake_workerfacing):

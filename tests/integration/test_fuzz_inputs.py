@@ -13,8 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
-import pytest
-
 from tests.integration.harness import INTERNAL_KEY, PASSWORD, make_user, stacks
 
 pytestmark = stacks("local-sqlite", "local-postgres")

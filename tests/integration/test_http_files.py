@@ -7,7 +7,9 @@ import zipfile
 
 import pytest
 
-from tests.integration.harness import S3_ROOT, send
+from tests.integration.harness import S3_ROOT, STORAGE_STACKS, send, stacks
+
+pytestmark = stacks(*STORAGE_STACKS)  # S3 also without PostgreSQL (s3-sqlite)
 
 ROOT = ["artifact/", "config/", "data/", "log/", "output/"]
 

@@ -8,7 +8,15 @@ from datetime import datetime
 
 import pytest
 
-from tests.integration.harness import INTERNAL_KEY, eventually, identities, send, stacks
+from tests.integration.harness import (
+    INTERNAL_KEY,
+    dispatch_backlog,
+    eventually,
+    identities,
+    outbox_drained,
+    send,
+    stacks,
+)
 
 TRAIN = {"application": "decode", "version": "v0_10_1", "entrypoint": "train"}
 JOB_KEYS = {
@@ -32,7 +40,8 @@ def job_body(name="decode_test", **overrides):
 
 
 async def put_inputs(client, user):
-    for folder, name, content in [("config/test", "param.yaml", b"p: 1"), ("data/test", "calib.mat", b"m"), ("data/test/sub", "f.tif", b"t")]:
+    inputs = [("config/test", "param.yaml", b"p: 1"), ("data/test", "calib.mat", b"m"), ("data/test/sub", "f.tif", b"t")]
+    for folder, name, content in inputs:
         r = await client.post(f"/files/{folder}/upload", headers=user.headers, files={"file": (name, content)})
         assert r.status_code == 201
 
@@ -168,7 +177,7 @@ async def test_submissions_survive_a_worker_api_outage(client, alice, fake_worke
     fake_workerfacing.mode = "up"
     received = await eventually(lambda: len(fake_workerfacing.received) >= 5 and fake_workerfacing.received)
     assert sorted(p["job"]["meta"]["job_id"] for p in received) == ids
-    await asyncio.sleep(0.5)  # and nothing is sent twice
+    await outbox_drained(client)  # nothing is left to send: and nothing was sent twice
     assert len(fake_workerfacing.received) == 5
     job = (await client.get(f"/jobs/{ids[0]}", headers=alice.headers)).json()
     assert job["dispatch"]["status"] == "sent"
@@ -197,9 +206,14 @@ async def test_deleting_a_pending_job_cancels_its_dispatch(client, alice, fake_w
     job_id = (await client.post("/jobs", headers=alice.headers, json=job_body())).json()["id"]
     await eventually(lambda: fake_workerfacing.requests >= 1)
     assert (await client.delete(f"/jobs/{job_id}", headers=alice.headers)).status_code == 204
+    assert await dispatch_backlog(client) == 0
     fake_workerfacing.mode = "up"
-    await asyncio.sleep(0.6)
-    assert fake_workerfacing.received == []
+    # A job recorded after the delete is claimed in a later round of the dispatcher than any retry of
+    # the deleted one, and a round ends when its deliveries have: once it arrives, the deleted job
+    # would have too.
+    later = (await client.post("/jobs", headers=alice.headers, json=job_body("later"))).json()["id"]
+    received = await eventually(lambda: fake_workerfacing.received)
+    assert [p["job"]["meta"]["job_id"] for p in received] == [later]
 
 
 async def test_list_get_delete(client, alice, bob, raw_storage):
@@ -361,7 +375,12 @@ async def test_malformed_bodies_and_query_types_are_422(client, alice):
 
 async def test_status_update_body_types_are_422(client, alice):
     headers = {"x-api-key": INTERNAL_KEY}
-    for body, field in (({"job_id": "one", "status": "running"}, "job_id"), ({"job_id": 1, "status": 3}, "status"), ({"status": "running"}, "job_id")):
+    refused = (
+        ({"job_id": "one", "status": "running"}, "job_id"),
+        ({"job_id": 1, "status": 3}, "status"),
+        ({"status": "running"}, "job_id"),
+    )
+    for body, field in refused:
         r = await client.put("/_job_status", headers=headers, json=body)
         assert r.status_code == 422 and field in r.json()["detail"], (body, r.text)
     # The key is checked before the body is looked at.

@@ -106,7 +106,8 @@ async def test_expired_and_forged_tokens(client, settings):
     assert r.status_code == 200 and r.json() == {"email": "alice", "groups": ["users"]}
 
     expired = signed_like_the_issuer(settings, expires_in=-3600)
-    forged = jwt.encode({"sub": "alice", "username": "alice", "cognito:groups": ["users"], "token_use": "id"}, "another-key-of-sufficient-length-0123456789", algorithm="HS256")
+    claims = {"sub": "alice", "username": "alice", "cognito:groups": ["users"], "token_use": "id"}
+    forged = jwt.encode(claims, "another-key-of-sufficient-length-0123456789", algorithm="HS256")
     none_alg = jwt.encode({"sub": "alice", "username": "alice"}, None, algorithm="none")
     for token in [expired, forged, none_alg, "a.b.c", ""]:
         r = await client.get("/user", headers={"Authorization": f"Bearer {token}"})

@@ -30,7 +30,9 @@ from urllib.parse import quote, unquote
 import httpx
 import pytest
 
-from tests.integration.harness import S3_ROOT, RawStorage, User
+from tests.integration.harness import S3_ROOT, STORAGE_STACKS, RawStorage, User, outbox_drained, stacks
+
+pytestmark = stacks(*STORAGE_STACKS)  # S3 also without PostgreSQL (s3-sqlite)
 
 TRAIN = {"application": "decode", "version": "v0_10_1", "entrypoint": "train"}
 ROOT_FOLDERS = ("config", "data", "artifact", "output", "log")
@@ -312,6 +314,7 @@ async def scene(client, alice, bob, raw_storage, settings, fake_workerfacing) ->
         },
     )
     assert r.status_code == 201, r.text
+    await outbox_drained(client)  # bob's job has reached the worker-facing API: later counts are the test's
     for path, content in ALICE_FILES.items():
         await upload_as(client, alice, path, content)
     return Scene(client, alice, bob, raw_storage, settings, r.json())

@@ -188,7 +188,7 @@ async def test_callers_hold_copies(store: JobStore) -> None:
 
 async def test_an_exception_rolls_everything_back(store: JobStore) -> None:
     kept, doomed = await add(store, make_job("kept"), make_job("doomed"))
-    with pytest.raises(RuntimeError, match="boom"):
+    with pytest.raises(RuntimeError, match="boom"):  # noqa: PT012 - the whole unit of work is what raises
         async with store.unit_of_work() as uow:
             current = await uow.get(kept.id, for_update=True)  # type: ignore[arg-type]
             current.status = JobStatus.error  # type: ignore[union-attr]
@@ -350,7 +350,7 @@ async def test_every_read_path_maps_every_column_alike(store: JobStore) -> None:
 
 
 async def test_reads_outside_a_unit_of_work_see_what_units_of_work_committed(store: JobStore) -> None:
-    older, newer = await add(store, make_job("older"), make_job("newer", created=T0 + timedelta(seconds=1)))
+    older, _newer = await add(store, make_job("older"), make_job("newer", created=T0 + timedelta(seconds=1)))
     assert await store.get(older.id) == older  # type: ignore[arg-type]
     assert await store.get(987654) is None
     assert [j.job_name for j in await store.list_for_user("alice", offset=0, limit=10)] == ["newer", "older"]

@@ -95,7 +95,7 @@ async def test_json_array_is_whole_or_visibly_cut() -> None:
         {"path": "data/\ufffd.txt", "type": "file", "size": "1 Byte"}
     ]
     sent = []
-    with pytest.raises(StorageUnavailable):
+    with pytest.raises(StorageUnavailable):  # noqa: PT012 - it is raised part-way through the iteration
         async for chunk in json_array(pages([a], fail=True)):
             sent.append(chunk)
     with pytest.raises(msgspec.DecodeError):
@@ -130,18 +130,17 @@ def test_a_failure_after_the_first_byte_cuts_the_answer_short(settings) -> None:
     storage = services.adapters.file_storage()
     storage.page_size = 2
     files = FileService(FailingPart(storage), prefetch_entries=1)  # stream from the second page on
-    with services.files.override(files), LiveServer(create_app(services)) as server:
-        with httpx.Client(base_url=server.url) as http:
-            assert http.post("/user", data={"username": "alice", "password": "correct-horse-1"}).status_code == 201
-            token = http.post("/token", data={"username": "alice", "password": "correct-horse-1"}).json()["id_token"]
-            auth = {"Authorization": f"Bearer {token}"}
-            for name in ("a", "b", "c"):
-                http.post("/files/data/upload", headers=auth, files={"file": (name, b"1")})
-            assert http.get("/files/data/", headers=auth).status_code == 200  # one level: no failure
-            with http.stream("GET", "/files/?recursive=true", headers=auth) as r:
-                assert r.status_code == 200
-                with pytest.raises(httpx.RemoteProtocolError):  # the chunked body never ends
-                    r.read()
+    with services.files.override(files), LiveServer(create_app(services)) as server, httpx.Client(base_url=server.url) as http:
+        assert http.post("/user", data={"username": "alice", "password": "correct-horse-1"}).status_code == 201
+        token = http.post("/token", data={"username": "alice", "password": "correct-horse-1"}).json()["id_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        for name in ("a", "b", "c"):
+            http.post("/files/data/upload", headers=auth, files={"file": (name, b"1")})
+        assert http.get("/files/data/", headers=auth).status_code == 200  # one level: no failure
+        with http.stream("GET", "/files/?recursive=true", headers=auth) as r:
+            assert r.status_code == 200
+            with pytest.raises(httpx.RemoteProtocolError):  # the chunked body never ends
+                r.read()
 
 
 @stacks("local-sqlite")
@@ -152,7 +151,7 @@ async def test_names_on_disk_that_are_not_utf8_are_listed_and_zipped(client, ali
 
     await upload(client, alice.headers, "odd/ok.txt")
     folder = os.path.join(os.fsencode(settings.user_data_root_path), b"alice@example.org", b"data", b"odd")
-    with open(os.path.join(folder, b"caf\xe9.txt"), "wb") as f:  # Latin-1, as a job might write it
+    with open(os.path.join(folder, b"caf\xe9.txt"), "wb") as f:  # noqa: ASYNC230 - test setup  # Latin-1, as a job might write it
         f.write(b"bytes")
     r = await client.get("/files/data/odd/?recursive=true", headers=alice.headers)
     assert r.status_code == 200

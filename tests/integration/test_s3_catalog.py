@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,11 +35,11 @@ def aws_session() -> aioboto3.Session:
 
 
 @pytest.fixture
-def bucket(admin: Any, local_aws: LocalAws) -> Iterator[str]:
+def bucket(admin: Any, local_aws: LocalAws) -> str:
     name = f"test-{uuid.uuid4().hex}"
     admin.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": local_aws.region})
     admin.put_object(Bucket=name, Key=KEY, Body=SAMPLE.encode())
-    yield name
+    return name
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,10 +43,10 @@ def aws_session() -> aioboto3.Session:
 
 
 @pytest.fixture
-def bucket(admin: Any, local_aws: LocalAws) -> Iterator[str]:
+def bucket(admin: Any, local_aws: LocalAws) -> str:
     name = f"test-{uuid.uuid4().hex}"
     admin.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": local_aws.region})
-    yield name
+    return name
 
 
 @pytest.fixture

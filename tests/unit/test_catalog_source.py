@@ -17,7 +17,10 @@ decode:
   v0_10_1:
     train:
       app: {cmd: ["/docker/entrypoint.sh", "--train"], env: []}
-      handler: {image_url: "public.ecr.aws/g0e9g3b1/decode:v0_10_1", files_down: {config_id: config, data_ids: data, artifact_ids: artifact}, files_up: {log: log, artifact: model}}
+      handler:
+        image_url: "public.ecr.aws/g0e9g3b1/decode:v0_10_1"
+        files_down: {config_id: config, data_ids: data, artifact_ids: artifact}
+        files_up: {log: log, artifact: model}
       aws_resources: {hardware: {MEMORY: 8000, VCPU: 4, GPU: 1}, timeout: 18000}
 """
 TRAIN = ApplicationSpec("decode", "v0_10_1", "train")
@@ -109,5 +112,5 @@ async def test_unreadable_documents_at_start(config, text):
 
 
 async def test_a_missing_file_at_start(tmp_path):
-    with pytest.raises(CatalogError, match="nope.yaml"):
+    with pytest.raises(CatalogError, match=r"nope\.yaml"):
         await started(tmp_path / "nope.yaml")

@@ -17,7 +17,10 @@ from decode_userapi.domain.backoff import backoff_delay
 from decode_userapi.domain.errors import WorkerRejected
 from decode_userapi.domain.jobs import DispatchStatus, JobStatus
 from decode_userapi.services.dispatcher import Dispatcher
-from tests.unit.test_job_service import ALICE, create, put, services  # noqa: F401 - the fixture
+from tests.unit import test_job_service
+from tests.unit.test_job_service import ALICE, create, put
+
+services = test_job_service.services  # the fixture
 
 pytestmark = pytest.mark.usefixtures("services")
 
@@ -125,7 +128,7 @@ def test_backoff_doubles_is_capped_jittered_and_honours_retry_after():
     assert backoff_delay(1, 0.3, base=1, cap=30, retry_after=3600) == 30
     assert backoff_delay(1, 0.3, base=1, cap=30, retry_after=-5) == 0
     for attempt, jitter in ((0, 0.5), (1, 1.0), (1, -0.1)):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"attempt|jitter"):
             backoff_delay(attempt, jitter, base=1, cap=30)
 
 

@@ -10,7 +10,7 @@ from decode_userapi.domain.files import Entry, FileInfo, UserPath, natural_size
 # Unit boundaries and the roundings around them (999,950 bytes is "1.0 MB", not "1000.0 kB").
 EDGES = [0, 1, 2, 999, 1000, 1049, 1050, 1051, 1250, 1350, 999_949, 999_950, 999_999, 10**6]
 EDGES += [10**k + d for k in range(7, 16) for d in (-1, 0, 1)]
-EDGES += [9995 * 10**k + d for k in range(0, 12) for d in (-1, 0, 1)]
+EDGES += [9995 * 10**k + d for k in range(12) for d in (-1, 0, 1)]
 
 
 @pytest.mark.parametrize("size", EDGES)

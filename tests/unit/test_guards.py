@@ -7,6 +7,7 @@ from decode_userapi.container import in_memory_services
 from decode_userapi.entrypoints.http.app import create_app
 from decode_userapi.entrypoints.http.guards import internal_only, users_only
 
+
 def _handlers():
     app = create_app(in_memory_services(Settings(auth=True)), manage_adapters=False)
     for route in app.routes:

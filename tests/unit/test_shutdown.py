@@ -47,9 +47,8 @@ async def test_a_dispatcher_that_fails_to_stop_does_not_keep_adapters_open() -> 
         async def aclose(self) -> None:
             raise RuntimeError("dispatcher cannot stop")
 
-    with services.dispatcher.override(providers.Object(Stuck())):
-        with pytest.raises(RuntimeError, match="dispatcher cannot stop"):
-            await stop_services(services)
+    with services.dispatcher.override(providers.Object(Stuck())), pytest.raises(RuntimeError, match="dispatcher cannot stop"):
+        await stop_services(services)
     assert closed == list(reversed(LIFECYCLE))
 
 

@@ -17,8 +17,8 @@ import sqlite3
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from operator import itemgetter
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,10 +46,10 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.engine import URL, Connection, Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
 
 from decode_userapi.domain.errors import InvalidRequest, StoreUnavailable
@@ -103,7 +103,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-class db_now(FunctionElement[datetime]):  # noqa: N801 - a SQL function, named like one
+class db_now(FunctionElement[datetime]):
     """The database's clock, plus `seconds` (an SQL expression) if given: lease and due times come
     from the one clock every replica shares, never from a replica's own."""
 

@@ -20,4 +20,4 @@ def backoff_delay(attempt: int, jitter: float, *, base: float, cap: float, retry
         raise ValueError(f"jitter must be in [0, 1), not {jitter}")
     if retry_after is not None:
         return min(max(retry_after, 0.0), cap)
-    return min(cap, base * 2 ** min(attempt - 1, _MAX_EXPONENT)) * (0.5 + jitter / 2)
+    return min(cap, base * 2.0 ** min(attempt - 1, _MAX_EXPONENT)) * (0.5 + jitter / 2)

@@ -7,8 +7,8 @@ from typing import Any
 
 import msgspec
 
-from decode_userapi.domain.identity import Principal
 from decode_userapi.domain.errors import InvalidRequest
+from decode_userapi.domain.identity import Principal
 from decode_userapi.domain.jobs import (
     MAX_ENV_VALUE,
     MAX_ENV_VARS,

@@ -48,7 +48,7 @@ def _check_segment(segment: str) -> str:
     if _ENCODED.search(segment):
         raise InvalidPath("percent-encoded sequences are decoded once; a second level is not allowed")
     folded = unicodedata.normalize("NFKC", segment)
-    if folded in (".", "..") or "/" in folded or "\\" in folded or ":" in folded and folded != segment:
+    if folded in (".", "..") or "/" in folded or "\\" in folded or (":" in folded and folded != segment):
         raise InvalidPath("look-alike characters that stand for path separators are not allowed")
     return unicodedata.normalize("NFC", segment)
 

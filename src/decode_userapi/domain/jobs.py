@@ -232,8 +232,10 @@ def end_of_job_email(job: Job) -> tuple[str, str]:
     subject = f"DECODE OpenCloud job {job.job_name} ({job.id}) {job.status.value}"
     lines = [
         f"Your job {job.job_name} (id {job.id}) ended with status {job.status.value}.",
-        f"Application: {job.application.application} {job.application.version} "
-        f"{job.application.entrypoint}",
+        (
+            f"Application: {job.application.application} {job.application.version} "
+            f"{job.application.entrypoint}"
+        ),
     ]
     if job.runtime_details:
         lines += ["", "Runtime details:", job.runtime_details]

@@ -125,7 +125,7 @@ def _config_show(args: argparse.Namespace) -> int:
     """Every setting the service reads, by its environment variable, as the service would use it."""
     import msgspec
 
-    from decode_userapi.config import AWS_ENV, AWS_SECRET_ENV, ENV_NAMES, LOGGING_ENV
+    from decode_userapi.config import AWS_ENV, AWS_SECRET_ENV, LOGGING_ENV
 
     settings = Settings.from_env()
     shown = msgspec.to_builtins(settings)
@@ -190,7 +190,8 @@ async def _schema_revision(database: Any, *, upgrade: bool) -> str | None:
     try:
         if upgrade:
             await database.migrate()
-        return await database.schema_revision()
+        revision: str | None = await database.schema_revision()
+        return revision
     finally:
         await database.aclose()
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime
 from typing import Protocol
@@ -18,13 +19,13 @@ class FileStorage(Protocol):
         """The file or directory at `path` (whatever `path.is_dir` says), or None."""
         ...
 
-    async def list(self, user: str, path: UserPath, *, recursive: bool) -> list[Entry]:
+    async def list(self, user: str, path: UserPath, *, recursive: bool) -> builtins.list[Entry]:
         """Entries below the directory `path` (all depths when `recursive`); `NotFound` if no directory.
 
         In the order of their paths' strings (`str(entry.path)`, folders ending in ``/``), as `walk`."""
         ...
 
-    def walk(self, user: str, path: UserPath, *, recursive: bool) -> AsyncGenerator[list[Entry], None]:
+    def walk(self, user: str, path: UserPath, *, recursive: bool) -> AsyncGenerator[builtins.list[Entry], None]:
         """`list`'s entries in pages, as they are found, in the same order: the order of the paths'
         strings, so a folder's contents follow it and ``a b``, ``a-b``, ``a.txt`` come before ``a/``.
 

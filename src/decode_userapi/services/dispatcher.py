@@ -113,7 +113,7 @@ class Dispatcher:
             except DomainError as e:  # the database is down: keep polling, it will come back
                 log.warning("dispatch.loop_error", error=e.detail)
                 sent = 0
-            except Exception:  # noqa: BLE001 - the sender must outlive any single bug
+            except Exception:
                 log.exception("dispatch.loop_crashed")
                 sent = 0
             if sent == 0 and not self._stopping:
@@ -150,7 +150,7 @@ class Dispatcher:
                     log.info("dispatch.sent", job_id=entry.job_id, attempts=attempts)
                 return
             await self._failed_attempt(entry, attempts, error)
-        except Exception:  # noqa: BLE001 - one entry's bookkeeping never stops the others
+        except Exception:
             log.exception("dispatch.record_failed", job_id=entry.job_id, attempts=attempts)
 
     async def _record(self, entry: PendingDispatch, result: DispatchResult) -> bool:

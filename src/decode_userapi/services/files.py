@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from contextlib import aclosing
 
@@ -28,7 +29,7 @@ log = structlog.get_logger(__name__)
 class Download:
     """A file or a zipped folder, ready to stream."""
 
-    __slots__ = ("filename", "chunks", "size", "media_type")
+    __slots__ = ("chunks", "filename", "media_type", "size")
 
     def __init__(self, filename: str, chunks: AsyncIterator[bytes], size: int | None, media_type: str):
         self.filename = filename
@@ -66,7 +67,7 @@ class FileService:
 
     async def list(
         self, principal: Principal, path: UserPath, *, show_dirs: bool = True, recursive: bool = False
-    ) -> list[FileInfo]:
+    ) -> builtins.list[FileInfo]:
         """The folder's entries (all depths when `recursive`), sorted by path; `listing`, whole."""
         listing = await self.listing(principal, path, show_dirs=show_dirs, recursive=recursive)
         if isinstance(listing, list):
@@ -75,7 +76,7 @@ class FileService:
 
     async def listing(
         self, principal: Principal, path: UserPath, *, show_dirs: bool = True, recursive: bool = False
-    ) -> list[FileInfo] | AsyncGenerator[list[FileInfo], None]:
+    ) -> builtins.list[FileInfo] | AsyncGenerator[builtins.list[FileInfo], None]:
         """The folder's entries sorted by path: all of them when there are up to `prefetch_entries`,
         else pages to send as the storage walks the tree.
 
@@ -108,10 +109,10 @@ class FileService:
         )
 
     async def _prefetch(
-        self, pages: AsyncGenerator[list[Entry], None], folder: UserPath
-    ) -> tuple[list[list[Entry]], bool]:
+        self, pages: AsyncGenerator[builtins.list[Entry], None], folder: UserPath
+    ) -> tuple[builtins.list[builtins.list[Entry]], bool]:
         """The first pages, up to `prefetch_entries` entries, and whether they are all there are."""
-        head: list[list[Entry]] = []
+        head: builtins.list[builtins.list[Entry]] = []
         count = 0
         async for page in pages:
             head.append(page)
@@ -130,11 +131,11 @@ class FileService:
 
     async def _infos(
         self,
-        head: list[list[Entry]],
-        rest: AsyncGenerator[list[Entry], None],
+        head: builtins.list[builtins.list[Entry]],
+        rest: AsyncGenerator[builtins.list[Entry], None],
         folder: UserPath,
         show_dirs: bool,
-    ) -> AsyncGenerator[list[FileInfo], None]:
+    ) -> AsyncGenerator[builtins.list[FileInfo], None]:
         count = 0
         try:
             for page in head:
@@ -166,12 +167,12 @@ class FileService:
 
     async def upload_all(
         self, principal: Principal, folder: UserPath, files: AsyncIterable[tuple[str, AsyncIterator[bytes]]]
-    ) -> list[FileInfo]:
+    ) -> builtins.list[FileInfo]:
         """Store each (filename, chunks) in turn, as `upload` does; all or none: when one fails, the
         files this call already stored are deleted again (a file one of them had replaced is not
         brought back). A name given twice is refused (409) rather than one file silently replacing
         the other (a folder upload whose subfolders hold files of the same name)."""
-        stored: list[FileInfo] = []
+        stored: builtins.list[FileInfo] = []
         names: set[str] = set()
         try:
             async for filename, chunks in files:
@@ -274,7 +275,7 @@ class FileService:
                 path.name, self._storage.read(user, entry.path), entry.size, self._media_types.of(path.name)
             )
         folder = entry.path.as_dir()
-        files: list[Entry] = []
+        files: builtins.list[Entry] = []
         count = 0
         async with aclosing(self._storage.walk(user, folder, recursive=True)) as pages:
             async for page in pages:

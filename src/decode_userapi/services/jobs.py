@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable
 from typing import Any
 
@@ -21,10 +22,10 @@ from decode_userapi.domain.jobs import (
     JobAttributes,
     UpdateOutcome,
     apply_status_update,
-    end_of_job_email,
     check_environment,
     check_job_name,
     check_priority,
+    end_of_job_email,
 )
 from decode_userapi.ports.catalog import ApplicationCatalogSource
 from decode_userapi.ports.clock import Clock
@@ -165,7 +166,7 @@ class JobService:
 
     async def _resolve_inputs(
         self, user: str, files_down: FilesDown, entrypoint: Entrypoint
-    ) -> list[InputSelection]:
+    ) -> builtins.list[InputSelection]:
         """Check every named input exists, and list the files of the ones the entrypoint mounts."""
         named: list[tuple[str, str]] = []
         if files_down.config_id is not None:
@@ -199,7 +200,7 @@ class JobService:
             selections.append(InputSelection(mount=mount, base=base, files=files))
         return selections
 
-    def _files_down(self, user: str, selections: list[InputSelection]) -> dict[str, str]:
+    def _files_down(self, user: str, selections: builtins.list[InputSelection]) -> dict[str, str]:
         return {
             name: self._storage.storage_uri(user, path)
             for selection in selections

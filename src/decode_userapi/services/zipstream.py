@@ -39,9 +39,9 @@ async def zip_stream(
     """Yield a zip of `members` (name, opener of a chunk stream), one member after the other."""
     sink = _Sink()
     stamp = time.localtime()[:6]
-    with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:  # type: ignore[arg-type]
+    with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:  # type: ignore[call-overload]
         for name, opener in members:
-            info = zipfile.ZipInfo(name, date_time=stamp)  # type: ignore[arg-type]
+            info = zipfile.ZipInfo(name, date_time=stamp)
             info.compress_type = zipfile.ZIP_STORED
             with archive.open(info, mode="w", force_zip64=True) as member:
                 async for chunk in opener():

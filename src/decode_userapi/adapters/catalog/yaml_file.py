@@ -61,9 +61,10 @@ class YamlFileCatalogSource:
 
     async def start(self) -> None:
         """Load the file; a broken file at start-up raises `CatalogError`."""
-        self._stamp, self._catalog = await asyncio.to_thread(self._load)
+        self._stamp, catalog = await asyncio.to_thread(self._load)
+        self._catalog = catalog
         self._next_check = time.monotonic() + self._check_interval
-        log.info("catalog.loaded", path=str(self._path), applications=sorted(self._catalog.applications))
+        log.info("catalog.loaded", path=str(self._path), applications=sorted(catalog.applications))
 
     async def aclose(self) -> None:
         pass

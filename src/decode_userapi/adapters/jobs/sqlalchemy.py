@@ -3,7 +3,7 @@ map to Structs by column name."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from inspect import signature
@@ -161,26 +161,29 @@ class SqlJobUnitOfWork:
 
     async def get(self, job_id: int, *, for_update: bool = False) -> Job | None:
         query = _GET_FOR_UPDATE if for_update else _GET
-        row = (await execute(self._connection, query.statement, {"job_id": job_id})).one_or_none()
+        row: Sequence[Any] | None = (await execute(self._connection, query.statement, {"job_id": job_id})).one_or_none()
         return None if row is None else _job(*row)
 
     async def save(self, job: Job) -> None:
         if job.id is None:
             raise ValueError("save() takes a job read from the store; this one has no id")
         statement = update(jobs_table).where(_c.id == job.id).values(**job_to_row(job))
-        if (await execute(self._connection, statement)).rowcount == 0:
+        result: Any = await execute(self._connection, statement)  # a CursorResult: it has a rowcount
+        if result.rowcount == 0:
             raise NotFound(f"job {job.id} not found")
 
     async def delete(self, job_id: int) -> None:
         await execute(self._connection, delete(jobs_table).where(_c.id == job_id))
 
     async def claim_dispatches(self, lease_seconds: float, limit: int) -> list[PendingDispatch]:
-        rows = await execute(self._connection, _CLAIM.statement, {"limit": limit, "lease_seconds": lease_seconds})
+        rows: Iterable[Sequence[Any]] = await execute(
+            self._connection, _CLAIM.statement, {"limit": limit, "lease_seconds": lease_seconds}
+        )
         return [PendingDispatch(*row) for row in rows]
 
     async def record_dispatch(self, entry: PendingDispatch, result: DispatchResult) -> bool:
         retry = result.status is DispatchStatus.pending
-        params = {"job_id": entry.job_id, "lease": entry.lease, "dispatch_status": result.status.value}
+        params: dict[str, Any] = {"job_id": entry.job_id, "lease": entry.lease, "dispatch_status": result.status.value}
         params |= {"dispatch_attempts": result.attempts, "dispatch_error": result.error, "retry_in": result.retry_in or 0.0}
         statement = (_RECORD_RETRY if retry else _RECORD_DONE).statement
         return (await execute(self._connection, statement, params)).first() is not None
@@ -224,7 +227,8 @@ class SqlJobStore:
         backlog = 0
         async with self._database.transaction() as connection:
             statement = select(_c.status, _c.dispatch_status, func.count()).group_by(_c.status, _c.dispatch_status)
-            for status, dispatch, count in await execute(connection, statement):
+            rows: Iterable[Sequence[Any]] = await execute(connection, statement)
+            for status, dispatch, count in rows:
                 by_status[status] = by_status.get(status, 0) + count
                 backlog += count if dispatch == DispatchStatus.pending.value else 0
         return JobStats(by_status=by_status, dispatch_backlog=backlog)

@@ -42,7 +42,7 @@ class Janitor:
         while True:
             try:
                 await self._clean(datetime.now(UTC) - self._age)
-            except Exception:  # noqa: BLE001 - a storage fault now is retried at the next round
+            except Exception:
                 log.exception("storage.cleanup_failed", storage=self._storage)
             await asyncio.sleep(self._interval)
 

@@ -8,13 +8,14 @@ links, deleting a link removes only the link. Blocking calls run in worker threa
 
 from __future__ import annotations
 
+import builtins
 import errno
 import os
 import secrets
 import shutil
 import stat
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from functools import partial
@@ -49,7 +50,7 @@ def _sorted_keys(fd: int) -> list[str]:
 
 
 def _keys(fd: int) -> list[str]:
-    keys: list[str] = []
+    keys: builtins.list[str] = []
     with os.scandir(fd) as it:
         for item in it:
             name = item.name
@@ -231,10 +232,10 @@ class LocalFileStorage:
         st = await _off_loop(path, self._lstat, self._names(user, path))
         return None if st is None else _entry(path, st)
 
-    async def list(self, user: str, path: UserPath, *, recursive: bool) -> list[Entry]:
+    async def list(self, user: str, path: UserPath, *, recursive: bool) -> builtins.list[Entry]:
         return [entry async for page in self.walk(user, path, recursive=recursive) for entry in page]
 
-    async def walk(self, user: str, path: UserPath, *, recursive: bool) -> AsyncGenerator[list[Entry], None]:
+    async def walk(self, user: str, path: UserPath, *, recursive: bool) -> AsyncGenerator[builtins.list[Entry], None]:
         pages = self._pages(self._names(user, path), path.as_dir(), recursive)
         try:
             done = False
@@ -251,7 +252,7 @@ class LocalFileStorage:
     def _count(self, names: tuple[str, ...], path: UserPath, recursive: bool, limit: int) -> int:
         """The names `_pages` would list, counted (depth first, one descriptor per level, as it):
         no stat of each file, no sorting, no entries: about a third of a walk's time."""
-        stack: list[tuple[int, Iterator[str]]] = []
+        stack: builtins.list[tuple[int, Iterator[str]]] = []
         count = 0
 
         def enter(fd: int) -> None:
@@ -274,9 +275,8 @@ class LocalFileStorage:
                 if name is None:
                     stack.pop()
                     os.close(fd)
-                elif len(path.parts) + len(stack) < MAX_DEPTH:
-                    if (child := _open_child(fd, name)) is not None:
-                        enter(child)
+                elif len(path.parts) + len(stack) < MAX_DEPTH and (child := _open_child(fd, name)) is not None:
+                    enter(child)
         finally:
             for fd, _ in stack:
                 os.close(fd)
@@ -284,7 +284,7 @@ class LocalFileStorage:
 
     def _pages(
         self, names: tuple[str, ...], path: UserPath, recursive: bool
-    ) -> Iterator[tuple[list[Entry], bool]]:
+    ) -> Generator[tuple[builtins.list[Entry], bool], None, None]:
         """The entries below the folder, depth first, in pages of `page_size`, in the order of the
         paths' strings; each with whether it is the last (so a small folder costs one thread hop).
 
@@ -298,7 +298,7 @@ class LocalFileStorage:
         Names found here are used as they are: they need no parsing, and listing names jobs wrote
         must not fail. Something removed or swapped for a link while the walk runs is left out.
         """
-        stack: list[tuple[int, tuple[str, ...], Iterator[str]]] = []
+        stack: builtins.list[tuple[int, tuple[str, ...], Iterator[str]]] = []
         try:
             try:
                 fd = self._open_dir(names)
@@ -308,7 +308,7 @@ class LocalFileStorage:
                 raise
             stack.append((fd, path.parts, iter(())))  # on the stack first: closed if reading it fails
             stack[-1] = (fd, path.parts, iter(_sorted_keys(fd)))
-            page: list[Entry] = []
+            page: builtins.list[Entry] = []
             while stack:
                 fd, base, keys = stack[-1]
                 descended = False
@@ -359,7 +359,7 @@ class LocalFileStorage:
             opener = partial(os.open, mode=0o666, dir_fd=parent)
             file = await _off_loop(path, open, temp, "xb", opener=opener)
             try:
-                size = await self._copy(path, chunks, file)
+                size = await self._copy(path, chunks, file)  # type: ignore[arg-type]  # binary: mode xb
                 await _off_loop(path, file.close)
                 await _off_loop(path, os.replace, temp, names[-1], src_dir_fd=parent, dst_dir_fd=parent)
             except BaseException:  # cancellation too: clean up synchronously, then re-raise
@@ -379,7 +379,7 @@ class LocalFileStorage:
         than the writing itself. Chunks that are `bytes` are kept as they are (they cannot change);
         anything else is copied, since its producer may reuse the buffer once we ask for the next.
         """
-        batch: list[bytes] = []
+        batch: builtins.list[bytes] = []
         pending = size = 0
         async for chunk in chunks:
             batch.append(chunk if type(chunk) is bytes else bytes(chunk))

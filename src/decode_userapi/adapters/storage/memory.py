@@ -6,6 +6,7 @@ and folders created explicitly behave alike. A user's root always exists.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from datetime import datetime
 
@@ -16,7 +17,7 @@ Parts = tuple[str, ...]
 
 
 class _Tree:
-    __slots__ = ("files", "dirs")
+    __slots__ = ("dirs", "files")
 
     def __init__(self) -> None:
         self.files: dict[Parts, bytes] = {}
@@ -37,10 +38,10 @@ class _Tree:
                 raise Conflict(f"{UserPath(prefix)} is a file, not a folder")
         self.dirs.update(prefixes)
 
-    def subtree(self, parts: Parts) -> tuple[list[Parts], list[Parts]]:
+    def subtree(self, parts: Parts) -> tuple[builtins.list[Parts], builtins.list[Parts]]:
         """Files and folders at `parts` or below it."""
 
-        def under(keys: Iterable[Parts]) -> list[Parts]:
+        def under(keys: Iterable[Parts]) -> builtins.list[Parts]:
             return [k for k in keys if k[: len(parts)] == parts]
 
         return under(self.files), under(self.dirs)
@@ -64,10 +65,10 @@ class InMemoryFileStorage:
     async def stat(self, user: str, path: UserPath) -> Entry | None:
         return self._tree(user).entry(path.parts)
 
-    async def list(self, user: str, path: UserPath, *, recursive: bool) -> list[Entry]:
+    async def list(self, user: str, path: UserPath, *, recursive: bool) -> builtins.list[Entry]:
         return [entry async for page in self.walk(user, path, recursive=recursive) for entry in page]
 
-    async def walk(self, user: str, path: UserPath, *, recursive: bool) -> AsyncGenerator[list[Entry], None]:
+    async def walk(self, user: str, path: UserPath, *, recursive: bool) -> AsyncGenerator[builtins.list[Entry], None]:
         tree = self._tree(user)
         if path.parts not in tree.dirs:
             raise NotFound(f"{path.as_dir()} is not a folder")

@@ -18,6 +18,7 @@ are, as the local adapter lists odd names on disk. Segments no disk can hold, ``
 from __future__ import annotations
 
 import asyncio
+import builtins
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import AsyncExitStack, aclosing, contextmanager, suppress
 from datetime import datetime
@@ -100,7 +101,8 @@ class S3FileStorage:
         `aioboto3.Session` to use (a profile, say) instead of a default one. Multipart uploads begun
         under `root` more than `leftover_age` seconds ago are aborted `cleanup_delay` seconds after
         `start()` (not in the way of a start-up, nor of a short-lived command such as
-        `decode-userapi s3 cleanup`, which does its own) and then every `cleanup_interval` seconds (None: only when `remove_leftovers` is called)."""
+        `decode-userapi s3 cleanup`, which does its own) and then every `cleanup_interval` seconds
+        (None: only when `remove_leftovers` is called)."""
         if not bucket:
             raise ValueError("an S3 bucket name is required")
         if not MIN_PART_SIZE <= part_size <= MAX_PART_SIZE:
@@ -167,7 +169,7 @@ class S3FileStorage:
         root = UserPath.root()
         prefix = f"{self.root}/" if self.root else ""
         paginator = self._s3.get_paginator("list_multipart_uploads")
-        stale: list[tuple[str, str]] = []
+        stale: builtins.list[tuple[str, str]] = []
         with self._errors(root):
             async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 stale += [
@@ -260,11 +262,11 @@ class S3FileStorage:
         """`Conflict` if a file sits at any of the folders `parts[:1]`, `parts[:2]`, ... `parts`."""
         folders = [UserPath(parts[:depth]) for depth in range(1, len(parts) + 1)]
         sizes = await _concurrently(partial(self._head, self._file_key(user, p), p) for p in folders)
-        for folder, size in zip(folders, sizes):
+        for folder, size in zip(folders, sizes, strict=True):
             if size is not None:
                 raise Conflict(f"{folder} is a file, not a folder")
 
-    async def _keys_below(self, user: str, path: UserPath) -> AsyncIterator[list[dict[str, Any]]]:
+    async def _keys_below(self, user: str, path: UserPath) -> AsyncIterator[builtins.list[dict[str, Any]]]:
         """Pages of objects at or below the folder's prefix, its own marker included."""
         paginator = self._s3.get_paginator("list_objects_v2")
         pages = paginator.paginate(
@@ -293,10 +295,10 @@ class S3FileStorage:
         first, second = (folder, file) if path.is_dir else (file, folder)
         return await first() or await second()
 
-    async def list(self, user: str, path: UserPath, *, recursive: bool) -> list[Entry]:
+    async def list(self, user: str, path: UserPath, *, recursive: bool) -> builtins.list[Entry]:
         return [entry async for page in self.walk(user, path, recursive=recursive) for entry in page]
 
-    async def walk(self, user: str, path: UserPath, *, recursive: bool) -> AsyncGenerator[list[Entry], None]:
+    async def walk(self, user: str, path: UserPath, *, recursive: bool) -> AsyncGenerator[builtins.list[Entry], None]:
         """A page of entries per page of keys. S3 lists keys in the order of their UTF-8 bytes, which
         is the order of the paths' strings (a folder's key is its marker's, ending in ``/``), so
         entries come out in that order as they are found; folders that have no marker are reported
@@ -326,7 +328,7 @@ class S3FileStorage:
                     break
         return count
 
-    async def _walk_level(self, user: str, base: UserPath) -> AsyncGenerator[list[Entry] | None, None]:
+    async def _walk_level(self, user: str, base: UserPath) -> AsyncGenerator[builtins.list[Entry] | None, None]:
         """Pages of the folder's own entries; None first if there is nothing at or below it."""
         prefix = self._dir_prefix(user, base)
         paginator = self._s3.get_paginator("list_objects_v2")
@@ -340,7 +342,7 @@ class S3FileStorage:
                     yield None
                     return
                 first = False
-                keyed: list[tuple[str, Entry]] = []
+                keyed: builtins.list[tuple[str, Entry]] = []
                 for common in page.get("CommonPrefixes", []):
                     name = common["Prefix"][len(prefix) : -1]
                     if name not in _UNNAMEABLE:
@@ -352,20 +354,20 @@ class S3FileStorage:
                 keyed.sort(key=_first)  # a page's folders and files come in two lists
                 yield [entry for _, entry in keyed]
 
-    async def _walk_all(self, user: str, base: UserPath) -> AsyncGenerator[list[Entry] | None, None]:
+    async def _walk_all(self, user: str, base: UserPath) -> AsyncGenerator[builtins.list[Entry] | None, None]:
         """Pages of everything below the folder; None first if there is nothing at or below it."""
         prefix = self._dir_prefix(user, base)
         depth = len(base.parts)
         # The folders reported so far that hold the current key: a chain, one per level below `base`.
         # Keys come sorted, so once a key is outside a folder, no later key is inside it.
-        open_dirs: list[tuple[str, ...]] = []
+        open_dirs: builtins.list[tuple[str, ...]] = []
         first = True
         async for objects in self._keys_below(user, base):
             if first and not objects:
                 yield None
                 return
             first = False
-            page: list[Entry] = []
+            page: builtins.list[Entry] = []
             for obj in objects:
                 names, is_dir = _names(obj["Key"][len(prefix) :])
                 if not names:
@@ -387,7 +389,7 @@ class S3FileStorage:
         prefix = self._dir_prefix(user, folder.as_dir())
         # The SDK adds the `bucket` condition and, for a key ending in ${filename}, the
         # ["starts-with", "$key", prefix] condition that keeps uploads inside the folder.
-        conditions: list[Any] = []
+        conditions: builtins.list[Any] = []
         if self._max_upload_bytes is not None:
             conditions.append(["content-length-range", 0, self._max_upload_bytes])
         with self._errors(folder):
@@ -429,12 +431,16 @@ class S3FileStorage:
             if await self._dir_exists(user, target):
                 raise Conflict(f"{target.as_dir()} is a folder")
 
-        await _concurrently([partial(self._refuse_files_along, user, target.parts[:-1]), no_folder_there])
+        checks: builtins.list[Callable[[], Awaitable[None]]] = [
+            partial(self._refuse_files_along, user, target.parts[:-1]),
+            no_folder_there,
+        ]
+        await _concurrently(checks)
 
         buffer = bytearray()
         size = 0
         upload_id: str | None = None
-        parts: list[dict[str, Any]] = []
+        parts: builtins.list[dict[str, Any]] = []
         try:
             async for chunk in chunks:
                 buffer += chunk
@@ -605,7 +611,7 @@ class S3FileStorage:
             await self._delete_keys(keys, path)
             deleted = True
 
-    async def _delete_keys(self, keys: list[str], path: UserPath) -> None:
+    async def _delete_keys(self, keys: builtins.list[str], path: UserPath) -> None:
         for start in range(0, len(keys), MAX_DELETE_BATCH):
             batch = [{"Key": key} for key in keys[start : start + MAX_DELETE_BATCH]]
             with self._errors(path):

@@ -19,6 +19,7 @@ from decode_userapi.entrypoints.http.files import FilesController
 from decode_userapi.entrypoints.http.headers import security_headers
 from decode_userapi.entrypoints.http.internal import job_status
 from decode_userapi.entrypoints.http.jobs import JobsController
+from decode_userapi.entrypoints.http.limits import header_limits
 from decode_userapi.entrypoints.http.openapi import (
     DOCS_CSP,
     DOCS_PATH,
@@ -27,7 +28,6 @@ from decode_userapi.entrypoints.http.openapi import (
     DocumentRenderPlugin,
     docs_handlers,
 )
-from decode_userapi.entrypoints.http.limits import header_limits
 from decode_userapi.entrypoints.http.ops import Metrics, health, metrics_handler, ready, request_context
 from decode_userapi.entrypoints.http.ratelimit import LoginRateLimiter
 from decode_userapi.entrypoints.http.users import ACCOUNT_HANDLERS, SERVICE_HANDLERS

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 MAX_HEADERS = 100
@@ -23,8 +24,8 @@ def header_limits(max_headers: int = MAX_HEADERS, max_bytes: int = MAX_HEADER_BY
 
     def middleware(app: ASGIApp) -> ASGIApp:
         async def handle(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] == "http":
-                headers = scope["headers"]
+            if scope["type"] == ScopeType.HTTP:
+                headers = list(scope["headers"])
                 detail = None
                 if len(headers) > max_headers:
                     detail = f"the request has more than {max_headers} headers"
@@ -32,18 +33,18 @@ def header_limits(max_headers: int = MAX_HEADERS, max_bytes: int = MAX_HEADER_BY
                     detail = f"the request's headers are larger than {max_bytes} bytes"
                 if detail is not None:
                     body = msgspec.json.encode({"detail": detail})
-                    await send(
-                        {
-                            "type": "http.response.start",
-                            "status": 431,
-                            "headers": [
-                                (b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close"),
-                            ],
-                        }
-                    )
-                    await send({"type": "http.response.body", "body": body})
+                    start: Any = {
+                        "type": "http.response.start",
+                        "status": 431,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close"),
+                        ],
+                    }
+                    await send(start)
+                    end: Any = {"type": "http.response.body", "body": body}
+                    await send(end)
                     return
             await app(scope, receive, send)
 

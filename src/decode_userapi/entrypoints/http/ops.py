@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 from litestar import MediaType, Response, get
 from litestar.di import NamedDependency
+from litestar.enums import ScopeType
 from litestar.openapi import ResponseSpec
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -64,7 +65,7 @@ def request_context(metrics: Metrics) -> Any:
 
     def middleware(app: ASGIApp) -> ASGIApp:
         async def handle(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != "http":
+            if scope["type"] != ScopeType.HTTP:
                 await app(scope, receive, send)
                 return
             given = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
