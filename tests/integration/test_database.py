@@ -139,12 +139,17 @@ async def test_a_value_postgresql_cannot_store_is_invalid_request(postgres_datab
 
 
 @pytest.mark.postgres
-async def test_over_http_a_nul_is_422_not_500(tmp_path: Path, postgres_database_url: str, fake_workerfacing) -> None:
+async def test_over_http_a_nul_never_reaches_postgresql(tmp_path: Path, postgres_database_url: str, fake_workerfacing) -> None:
+    """A NUL in a worker's runtime details is kept as U+FFFD (the log line is not lost); one in a
+    user's job name is refused with 422 before the database sees it. Neither answers 500."""
     app = create_app(build_services(make_settings(tmp_path, postgres_database_url, fake_workerfacing.url)))
     async with AsyncTestClient(app=app) as client:
         headers = await login(client)
         job_id = (await client.post("/jobs", headers=headers, json=job("nul"))).json()["id"]
         update = {"job_id": job_id, "status": "running", "runtime_details": "half\u0000way"}
         r = await client.put("/_job_status", headers={"x-api-key": INTERNAL_API_KEY}, json=update)
-        assert r.status_code == 422 and "0x00" in r.json()["detail"], r.text
-        assert (await client.get(f"/jobs/{job_id}", headers=headers)).json()["status"] == "queued"
+        assert r.status_code == 200, r.text
+        stored = (await client.get(f"/jobs/{job_id}", headers=headers)).json()
+        assert stored["status"] == "running" and stored["runtime_details"] == "half\ufffdway"
+        r = await client.post("/jobs", headers=headers, json=job("nul\u0000name"))
+        assert r.status_code == 422 and "job_name" in r.json()["detail"], r.text
