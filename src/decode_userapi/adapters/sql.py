@@ -67,7 +67,7 @@ _UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # The newest migration (tests/integration/test_migrations.py checks it is Alembic's head): a
 # database already there starts without loading Alembic.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 # The revision whose schema `metadata.create_all` made before the migrations existed.
 ADOPTED_REVISION = "0001"
 # The key of the PostgreSQL advisory lock that serialises migrations across processes ("decodeua").
@@ -120,6 +120,20 @@ def _db_now(element: db_now, compiler: Any, **kw: Any) -> str:
     return "".join(["(now()", *(f" + {s} * interval '1 second'" for s in seconds), ")"])
 
 
+class binary_text(FunctionElement[str]):
+    """A text column compared in code point order (bytes of UTF-8), whatever the database's collation:
+    `COLLATE "C"` on PostgreSQL; SQLite's default (BINARY) already is. A prefix is then a range."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(binary_text)
+def _binary_text(element: binary_text, compiler: Any, **kw: Any) -> str:
+    (column,) = (compiler.process(clause, **kw) for clause in element.clauses)
+    return column if compiler.dialect.name == "sqlite" else f'({column} COLLATE "C")'
+
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -169,6 +183,15 @@ jobs_table = Table(
 Index(
     "ix_jobs_user_id_date_created_id",
     jobs_table.c.user_id,
+    jobs_table.c.date_created.desc(),
+    jobs_table.c.id.desc(),
+)
+# Listings filtered by status, and their counts (migration 0004). The other filters narrow the
+# user's rows found by the index above.
+Index(
+    "ix_jobs_user_id_status_date_created_id",
+    jobs_table.c.user_id,
+    jobs_table.c.status,
     jobs_table.c.date_created.desc(),
     jobs_table.c.id.desc(),
 )

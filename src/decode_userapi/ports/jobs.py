@@ -6,6 +6,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from decode_userapi.domain.commands import ALL_JOBS, JobFilter
 from decode_userapi.domain.jobs import DispatchStatus, Job
 
 
@@ -74,8 +75,13 @@ class JobStore(Protocol):
         """The job, or None: one read."""
         ...
 
-    async def list_for_user(self, user_id: str, *, offset: int, limit: int) -> list[Job]:
-        """The user's jobs, newest first, then paged: one read."""
+    async def list_for_user(self, user_id: str, *, offset: int, limit: int, filter: JobFilter = ALL_JOBS) -> list[Job]:
+        """The user's jobs that `filter` matches (`JobFilter.matches`; default all), newest first,
+        then paged: one read."""
+        ...
+
+    async def count_for_user(self, user_id: str, filter: JobFilter = ALL_JOBS) -> int:
+        """How many of the user's jobs `filter` matches (default all): one read."""
         ...
 
     async def add_with_dispatch(self, job: Job, payload: dict[str, Any]) -> Job:

@@ -10,7 +10,7 @@ import msgspec
 import structlog
 
 from decode_userapi.domain.applications import INPUT_KINDS, Entrypoint, check_env_vars
-from decode_userapi.domain.commands import JobCreate, JobView, StatusUpdate, StatusView
+from decode_userapi.domain.commands import ALL_JOBS, JobCreate, JobFilter, JobPage, JobView, StatusUpdate, StatusView
 from decode_userapi.domain.dispatch import InputSelection, build_worker_request, files_down_keys
 from decode_userapi.domain.errors import InvalidPath, InvalidRequest, MissingInput, NotFound
 from decode_userapi.domain.files import UserPath
@@ -38,6 +38,13 @@ log = structlog.get_logger(__name__)
 MAX_JOB_ID = 2**63 - 1
 MAX_PAGE = 1000
 CAS_ATTEMPTS = 5
+
+
+def _check_page(offset: int, limit: int) -> None:
+    if offset < 0 or offset > MAX_JOB_ID:
+        raise InvalidRequest("offset must be 0 or more")
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}")
 
 
 def _check_job_id(job_id: int) -> int:
@@ -98,13 +105,20 @@ class JobService:
     async def get(self, principal: Principal, job_id: int) -> JobView:
         return JobView.of(await self._owned(principal, job_id))
 
-    async def list(self, principal: Principal, *, offset: int = 0, limit: int = 100) -> list[JobView]:
-        if offset < 0 or offset > MAX_JOB_ID:
-            raise InvalidRequest("offset must be 0 or more")
-        if not 1 <= limit <= MAX_PAGE:
-            raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}")
-        jobs = await self._store.list_for_user(principal.user_id, offset=offset, limit=limit)
+    async def list(
+        self, principal: Principal, *, offset: int = 0, limit: int = 100, filter: JobFilter | None = None
+    ) -> builtins.list[JobView]:
+        """The caller's jobs that `filter` matches (all without one), newest first, then paged."""
+        _check_page(offset, limit)
+        jobs = await self._store.list_for_user(principal.user_id, offset=offset, limit=limit, filter=filter or ALL_JOBS)
         return [JobView.of(job) for job in jobs]
+
+    async def page(
+        self, principal: Principal, *, offset: int = 0, limit: int = 100, filter: JobFilter | None = None
+    ) -> JobPage:
+        """`list`, and how many jobs `filter` matches in all (`X-Total-Count`)."""
+        jobs = await self.list(principal, offset=offset, limit=limit, filter=filter)
+        return JobPage(jobs=jobs, total=await self._store.count_for_user(principal.user_id, filter or ALL_JOBS))
 
     async def delete(self, principal: Principal, job_id: int) -> None:
         """Forget the job and delete its output folders. The worker's next update then gets 404."""

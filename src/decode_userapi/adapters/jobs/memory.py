@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 
 from decode_userapi.adapters.clock import SystemClock
+from decode_userapi.domain.commands import ALL_JOBS, JobFilter
 from decode_userapi.domain.errors import JobNameTaken, NotFound
 from decode_userapi.domain.jobs import DispatchState, DispatchStatus, Job
 from decode_userapi.ports.clock import Clock
@@ -121,14 +122,20 @@ class InMemoryJobStore:
         async with self.unit_of_work() as uow:
             return await uow.get(job_id)
 
-    async def list_for_user(self, user_id: str, *, offset: int, limit: int) -> list[Job]:
+    async def list_for_user(
+        self, user_id: str, *, offset: int, limit: int, filter: JobFilter = ALL_JOBS
+    ) -> list[Job]:
         async with self._lock:
             mine = sorted(
-                (j for j in self._jobs.values() if j.user_id == user_id),
+                (j for j in self._jobs.values() if j.user_id == user_id and filter.matches(j)),
                 key=lambda j: (j.date_created, j.id),
                 reverse=True,
             )
             return [copy.deepcopy(j) for j in mine[offset : offset + limit]]
+
+    async def count_for_user(self, user_id: str, filter: JobFilter = ALL_JOBS) -> int:
+        async with self._lock:
+            return sum(1 for j in self._jobs.values() if j.user_id == user_id and filter.matches(j))
 
     async def add_with_dispatch(self, job: Job, payload: dict[str, Any]) -> Job:
         async with self._lock:

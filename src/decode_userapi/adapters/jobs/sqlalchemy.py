@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
+from functools import cache
 from inspect import signature
 from typing import Any
 
@@ -14,7 +15,8 @@ from sqlalchemy import JSON, Float, Text, bindparam, cast, delete, func, or_, se
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from decode_userapi.adapters.sql import Database, Query, db_now, execute, jobs_table
+from decode_userapi.adapters.sql import Database, Query, binary_text, db_now, execute, jobs_table
+from decode_userapi.domain.commands import ALL_JOBS, JobFilter
 from decode_userapi.domain.errors import JobNameTaken, NotFound
 from decode_userapi.domain.jobs import (
     ApplicationSpec,
@@ -69,12 +71,88 @@ _JOB = select(
 )
 _GET = Query(_JOB.where(_c.id == bindparam("job_id")))
 _GET_FOR_UPDATE = Query(_GET.statement.with_for_update())  # PostgreSQL; SQLite locks the whole database
-_LIST = Query(  # served by the index (user_id, date_created DESC, id DESC)
-    _JOB.where(_c.user_id == bindparam("user_id"))
-    .order_by(_c.date_created.desc(), _c.id.desc())
-    .offset(bindparam("offset"))
-    .limit(bindparam("limit"))
-)
+# A filter's shape: how many statuses, and which of name, application, created_after, created_before
+# it gives. Each shape is one statement (compiled once per shape on PostgreSQL); the values are binds.
+_Shape = tuple[int, bool, bool, bool, bool]
+
+
+def _shape(f: JobFilter) -> _Shape:
+    return (len(f.statuses), f.name is not None, f.application is not None, f.created_after is not None,
+            f.created_before is not None)  # fmt: skip
+
+
+def _where(shape: _Shape) -> list[Any]:
+    """The conditions of `JobFilter.matches`, for a filter of this shape, on the user's jobs."""
+    statuses, name, application, after, before = shape
+    conditions: list[Any] = [_c.user_id == bindparam("user_id")]
+    if statuses:
+        conditions.append(_c.status.in_([bindparam(f"status_{i}") for i in range(statuses)]))
+    if name:  # a prefix is a range in code point (byte) order: no LIKE, so `%` and `_` are literal
+        conditions.append(binary_text(_c.job_name) >= bindparam("name_from", type_=_c.job_name.type))
+        conditions.append(binary_text(_c.job_name) < bindparam("name_to", type_=_c.job_name.type))
+    if application:
+        conditions.append(_c.application == bindparam("application"))
+    if after:
+        conditions.append(_c.date_created > bindparam("created_after", type_=_c.date_created.type))
+    if before:
+        conditions.append(_c.date_created < bindparam("created_before", type_=_c.date_created.type))
+    return conditions
+
+
+@cache
+def _list_query(shape: _Shape) -> Query:
+    """A page of the user's jobs of this filter shape, newest first: the index (user_id,
+    date_created DESC, id DESC) gives the order; with a status filter, (user_id, status, ...)."""
+    return Query(
+        _JOB.where(*_where(shape))
+        .order_by(_c.date_created.desc(), _c.id.desc())
+        .offset(bindparam("offset"))
+        .limit(bindparam("limit"))
+    )
+
+
+@cache
+def _count_query(shape: _Shape) -> Query:
+    return Query(select(func.count().label("total")).where(*_where(shape)))
+
+
+def _prefix_end(prefix: str) -> str | None:
+    """The least string above every string that starts with `prefix`, in code point order; None if none."""
+    while prefix:
+        last = ord(prefix[-1]) + 1
+        if last == 0xD800:  # no lone surrogates: skip their block
+            last = 0xE000
+        if last <= 0x10FFFF:
+            return prefix[:-1] + chr(last)
+        prefix = prefix[:-1]
+    return None
+
+
+def _filter_params(user_id: str, f: JobFilter) -> dict[str, Any]:
+    params: dict[str, Any] = {"user_id": user_id}
+    for i, status in enumerate(f.statuses):
+        params[f"status_{i}"] = status.value
+    if f.name is not None:
+        # No string is above U+10FFFF repeated: a prefix of only those ends past every name.
+        params["name_from"], params["name_to"] = f.name, _prefix_end(f.name) or "\U0010ffff" * (len(f.name) + 1)
+    if f.application is not None:
+        params["application"] = f.application
+    if f.created_after is not None:
+        params["created_after"] = f.created_after
+    if f.created_before is not None:
+        params["created_before"] = f.created_before
+    return params
+
+
+_LIST = _list_query(_shape(ALL_JOBS))
+
+
+def filtered_statements(user_id: str, filter: JobFilter, *, offset: int, limit: int) -> tuple[Any, Any]:
+    """The page and count statements `SqlJobStore` runs for this filter, with their values bound (to
+    look at their plans)."""
+    params = _filter_params(user_id, filter)
+    page = _list_query(_shape(filter)).statement.params(params | {"offset": offset, "limit": limit})
+    return page, _count_query(_shape(filter)).statement.params(params)
 _INSERTED = ("dispatch_status", "dispatch_attempts", "dispatch_payload")  # and a job's, but id and dispatch_*
 # One INSERT, atomic by itself: the job and its outbox entry, due now by the database's clock.
 _INSERT = Query(
@@ -204,9 +282,19 @@ class SqlJobStore:
         rows = await self._database.fetch(_GET, {"job_id": job_id})
         return _job(*rows[0]) if rows else None
 
-    async def list_for_user(self, user_id: str, *, offset: int, limit: int) -> list[Job]:
-        rows = await self._database.fetch(_LIST, {"user_id": user_id, "offset": offset, "limit": limit})
+    async def list_for_user(
+        self, user_id: str, *, offset: int, limit: int, filter: JobFilter = ALL_JOBS
+    ) -> list[Job]:
+        if filter.is_empty:  # the hot path: no filter to look at
+            query, params = _LIST, {"user_id": user_id}
+        else:
+            query, params = _list_query(_shape(filter)), _filter_params(user_id, filter)
+        rows = await self._database.fetch(query, params | {"offset": offset, "limit": limit})
         return [_job(*row) for row in rows]
+
+    async def count_for_user(self, user_id: str, filter: JobFilter = ALL_JOBS) -> int:
+        rows = await self._database.fetch(_count_query(_shape(filter)), _filter_params(user_id, filter))
+        return int(rows[0][0])
 
     async def add_with_dispatch(self, job: Job, payload: dict[str, Any]) -> Job:
         outbox = {"dispatch_status": DispatchStatus.pending.value, "dispatch_attempts": 0, "dispatch_payload": payload}
