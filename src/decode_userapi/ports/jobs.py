@@ -84,6 +84,13 @@ class JobStore(Protocol):
         """How many of the user's jobs `filter` matches (default all): one read."""
         ...
 
+    async def changes(self, user_id: str) -> int:
+        """The user's change counter: it grows with every write of one of their jobs that changes what
+        the user sees of it (created, status, dispatch state, deleted), in the same transaction as
+        the write, and with nothing else (a claim's lease, a read). 0 for a user never written. One
+        cheap read, the same on every replica."""
+        ...
+
     async def add_with_dispatch(self, job: Job, payload: dict[str, Any]) -> Job:
         """Record a new job and its outbox entry (due now, by the store's clock) in one atomic step,
         and return the job with its id. The payload does not hold the id yet: the sender adds it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +39,18 @@ log = structlog.get_logger(__name__)
 MAX_JOB_ID = 2**63 - 1
 MAX_PAGE = 1000
 CAS_ATTEMPTS = 5
+
+
+# Part of every ETag: raise it when the JSON of a job changes for the same stored jobs (a new field),
+# so that answers cached by an older version no longer match.
+TAG_VERSION = 1
+
+
+def _tag(*parts: object) -> str:
+    """A weak ETag (RFC 9110): an equal answer, not byte-equal (compression may differ). The user is
+    part of it, so one browser shared by two users never takes one's answer for the other's."""
+    text = "\x1f".join(str(p) for p in (TAG_VERSION, *parts))
+    return f'W/"{hashlib.blake2b(text.encode(), digest_size=12).hexdigest()}"'
 
 
 def _check_page(offset: int, limit: int) -> None:
@@ -119,6 +132,20 @@ class JobService:
         """`list`, and how many jobs `filter` matches in all (`X-Total-Count`)."""
         jobs = await self.list(principal, offset=offset, limit=limit, filter=filter)
         return JobPage(jobs=jobs, total=await self._store.count_for_user(principal.user_id, filter or ALL_JOBS))
+
+    async def list_tag(
+        self, principal: Principal, *, offset: int = 0, limit: int = 100, filter: JobFilter | None = None
+    ) -> str:
+        """The ETag of `page(...)` with these arguments: it changes whenever the answer may (the
+        caller's change counter, read before the page is), without reading the jobs. One cheap read."""
+        _check_page(offset, limit)
+        changes = await self._store.changes(principal.user_id)
+        return _tag("list", principal.user_id, changes, offset, limit, msgspec.json.encode(filter or ALL_JOBS))
+
+    async def job_tag(self, principal: Principal, job_id: int) -> str:
+        """The ETag of `get(principal, job_id)`, as `list_tag`."""
+        _check_job_id(job_id)
+        return _tag("job", principal.user_id, await self._store.changes(principal.user_id), job_id)
 
     async def delete(self, principal: Principal, job_id: int) -> None:
         """Forget the job and delete its output folders. The worker's next update then gets 404."""

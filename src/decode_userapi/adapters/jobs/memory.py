@@ -41,6 +41,7 @@ class InMemoryJobUnitOfWork:
     def __init__(self, jobs: dict[int, Job], outbox: dict[int, _Outbox], clock: Clock) -> None:
         self.jobs = jobs
         self.outbox = outbox
+        self.changed: set[str] = set()  # owners whose change counters the commit bumps
         self._clock = clock
 
     async def get(self, job_id: int, *, for_update: bool = False) -> Job | None:
@@ -53,10 +54,13 @@ class InMemoryJobUnitOfWork:
         stored = _stored(job)
         stored.dispatch = self.jobs[job.id].dispatch  # owned by the dispatch methods, as in SQL
         self.jobs[job.id] = stored
+        self.changed.add(stored.user_id)
 
     async def delete(self, job_id: int) -> None:
-        self.jobs.pop(job_id, None)
+        job = self.jobs.pop(job_id, None)
         self.outbox.pop(job_id, None)
+        if job is not None:
+            self.changed.add(job.user_id)
 
     async def claim_dispatches(self, lease_seconds: float, limit: int) -> list[PendingDispatch]:
         now = self._clock.now()
@@ -86,6 +90,7 @@ class InMemoryJobUnitOfWork:
         state = DispatchState(result.status, result.attempts, result.error, next_at)
         # Stored jobs are shared with the committed table until commit: replace, never mutate.
         self.jobs[entry.job_id] = msgspec.structs.replace(self.jobs[entry.job_id], dispatch=state)
+        self.changed.add(self.jobs[entry.job_id].user_id)
         if retry:
             self.outbox[entry.job_id] = msgspec.structs.replace(held, lease_until=None)
         else:
@@ -109,6 +114,7 @@ class InMemoryJobStore:
         self._jobs: dict[int, Job] = {}
         self._outbox: dict[int, _Outbox] = {}
         self._next_id = 1
+        self._changes: dict[str, int] = {}
         self._lock = asyncio.Lock()
 
     @asynccontextmanager
@@ -117,6 +123,8 @@ class InMemoryJobStore:
             uow = InMemoryJobUnitOfWork(dict(self._jobs), dict(self._outbox), self._clock)
             yield uow  # an exception here discards the working copy: rollback
             self._jobs, self._outbox = uow.jobs, uow.outbox
+            for user_id in uow.changed:
+                self._changes[user_id] = self._changes.get(user_id, 0) + 1
 
     async def get(self, job_id: int) -> Job | None:
         async with self.unit_of_work() as uow:
@@ -137,6 +145,9 @@ class InMemoryJobStore:
         async with self._lock:
             return sum(1 for j in self._jobs.values() if j.user_id == user_id and filter.matches(j))
 
+    async def changes(self, user_id: str) -> int:
+        return self._changes.get(user_id, 0)
+
     async def add_with_dispatch(self, job: Job, payload: dict[str, Any]) -> Job:
         async with self._lock:
             if any(j.user_id == job.user_id and j.job_name == job.job_name for j in self._jobs.values()):
@@ -146,6 +157,7 @@ class InMemoryJobStore:
             stored.dispatch = DispatchState(next_attempt_at=self._clock.now())
             self._jobs[stored.id] = stored
             self._outbox[stored.id] = _Outbox(copy.deepcopy(payload))
+            self._changes[job.user_id] = self._changes.get(job.user_id, 0) + 1
             return copy.deepcopy(stored)
 
     async def replace_status(self, before: Job, after: Job) -> bool:

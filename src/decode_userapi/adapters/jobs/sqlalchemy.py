@@ -15,7 +15,7 @@ from sqlalchemy import JSON, Float, Text, bindparam, cast, delete, func, or_, se
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from decode_userapi.adapters.sql import Database, Query, binary_text, db_now, execute, jobs_table
+from decode_userapi.adapters.sql import Database, Query, binary_text, db_now, execute, job_changes_table, jobs_table
 from decode_userapi.domain.commands import ALL_JOBS, JobFilter
 from decode_userapi.domain.errors import JobNameTaken, NotFound
 from decode_userapi.domain.jobs import (
@@ -153,6 +153,8 @@ def filtered_statements(user_id: str, filter: JobFilter, *, offset: int, limit: 
     params = _filter_params(user_id, filter)
     page = _list_query(_shape(filter)).statement.params(params | {"offset": offset, "limit": limit})
     return page, _count_query(_shape(filter)).statement.params(params)
+# The user's change counter (bumped by the triggers on `jobs`): one primary-key read.
+_CHANGES = Query(select(job_changes_table.c.version).where(job_changes_table.c.user_id == bindparam("user_id")))
 _INSERTED = ("dispatch_status", "dispatch_attempts", "dispatch_payload")  # and a job's, but id and dispatch_*
 # One INSERT, atomic by itself: the job and its outbox entry, due now by the database's clock.
 _INSERT = Query(
@@ -295,6 +297,10 @@ class SqlJobStore:
     async def count_for_user(self, user_id: str, filter: JobFilter = ALL_JOBS) -> int:
         rows = await self._database.fetch(_count_query(_shape(filter)), _filter_params(user_id, filter))
         return int(rows[0][0])
+
+    async def changes(self, user_id: str) -> int:
+        rows = await self._database.fetch(_CHANGES, {"user_id": user_id})
+        return int(rows[0][0]) if rows else 0
 
     async def add_with_dispatch(self, job: Job, payload: dict[str, Any]) -> Job:
         outbox = {"dispatch_status": DispatchStatus.pending.value, "dispatch_attempts": 0, "dispatch_payload": payload}
