@@ -7,7 +7,8 @@
 The whole app (middleware, guard, token check, service, store on PostgreSQL) through httpx's ASGI
 transport in one event loop; `time.process_time()` counts this process's CPU: the app's, and the
 client's, which is the same for both kinds of request (`GET /`, the constant answer, shows how much
-app and client cost at the least). Not the database server's. Prints one JSON line: medians of `rounds` interleaved rounds, in µs per request.
+app and client cost at the least; `GET /user` adds the token check). Not the database server's.
+Prints one JSON line: medians of `rounds` interleaved rounds, in µs per request.
 """
 
 from __future__ import annotations
