@@ -1,4 +1,4 @@
-"""`JobStore.list_for_user`/`count_for_user` with a `JobFilter`, on every adapter, checked against a
+"""`JobStore.list_for_user`/`page_for_user` with a `JobFilter`, on every adapter, checked against a
 brute-force filter (`JobFilter.matches`, written independently below too) over 1,000 random jobs; and
 PostgreSQL's plans for a user with many jobs."""
 
@@ -82,6 +82,13 @@ def random_filter(rng: random.Random, jobs: list[Job]) -> JobFilter:
     return JobFilter(**values)  # type: ignore[arg-type]
 
 
+async def count(store: JobStore, user: str, f: JobFilter = ALL_JOBS) -> int:
+    """How many jobs `f` matches, read with a page past the end (the page's count-only path)."""
+    page = await store.page_for_user(user, offset=10**6, limit=1, filter=f)
+    assert page.jobs == []
+    return page.total
+
+
 async def test_filters_agree_with_brute_force_over_random_jobs(store: JobStore) -> None:
     rng = random.Random(13)
     jobs = [await store.add_with_dispatch(job, PAYLOAD) for job in random_jobs(rng, 1000)]
@@ -92,9 +99,12 @@ async def test_filters_agree_with_brute_force_over_random_jobs(store: JobStore) 
         offset, limit = rng.choice([(0, 1000), (0, 1), (0, 7), (rng.randrange(0, 50), rng.randrange(1, 60))])
         listed = await store.list_for_user(user, offset=offset, limit=limit, filter=f)
         assert [j.id for j in listed] == expected[offset : offset + limit], f
-        assert await store.count_for_user(user, f) == len(expected), f
+        page = await store.page_for_user(user, offset=offset, limit=limit, filter=f)
+        assert [j.id for j in page.jobs] == expected[offset : offset + limit], f
+        assert page.total == len(expected), f
+        assert page.changes == await store.changes(user), f
     # No filter: every one of the user's jobs, the hot path's statement.
-    assert await store.count_for_user("alice") == len(brute_force(jobs, "alice", ALL_JOBS))
+    assert await count(store, "alice") == len(brute_force(jobs, "alice", ALL_JOBS))
     everything = await store.list_for_user("alice", offset=0, limit=1000)
     assert [j.id for j in everything] == brute_force(jobs, "alice", ALL_JOBS)
 
@@ -119,10 +129,10 @@ async def test_time_bounds_compare_instants_whatever_the_offset(store: JobStore)
     await store.add_with_dispatch(make_job("at-t0"), PAYLOAD)  # T0 is 12:00 UTC
     plus_two = timezone(timedelta(hours=2))
     at_t0 = T0.astimezone(plus_two)
-    assert await store.count_for_user("alice", JobFilter(created_after=at_t0)) == 0  # strict
-    assert await store.count_for_user("alice", JobFilter(created_before=at_t0)) == 0
-    assert await store.count_for_user("alice", JobFilter(created_after=at_t0 - timedelta(microseconds=1))) == 1
-    assert await store.count_for_user("alice", JobFilter(created_before=at_t0 + timedelta(microseconds=1))) == 1
+    assert await count(store, "alice", JobFilter(created_after=at_t0)) == 0  # strict
+    assert await count(store, "alice", JobFilter(created_before=at_t0)) == 0
+    assert await count(store, "alice", JobFilter(created_after=at_t0 - timedelta(microseconds=1))) == 1
+    assert await count(store, "alice", JobFilter(created_before=at_t0 + timedelta(microseconds=1))) == 1
 
 
 def test_filters_from_query_strings() -> None:

@@ -404,9 +404,14 @@ async def test_the_change_counter_moves_with_every_visible_write_and_nothing_els
 
     async def still() -> None:
         assert await store.changes("alice") == seen[-1]
+        # The reads that answer GET /jobs and GET /jobs/{id} carry the same counter.
+        assert (await store.page_for_user("alice", offset=0, limit=1)).changes == seen[-1]
+        assert (await store.get_with_changes(10**9, "alice")) == (None, seen[-1])
 
     job, other = await add(store, make_job("a"), make_job("b", created=T0 + timedelta(seconds=1)))
     await moved()
+    got, changes = await store.get_with_changes(job.id, "alice")  # type: ignore[arg-type]
+    assert got == await store.get(job.id) and changes == seen[-1]  # type: ignore[arg-type]
     await add(store, make_job("bob's", user="bob"))
     await still()
     with pytest.raises(JobNameTaken):

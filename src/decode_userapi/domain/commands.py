@@ -171,10 +171,12 @@ ALL_JOBS = JobFilter()  # the empty filter
 
 
 class JobPage(msgspec.Struct, kw_only=True):
-    """One page of a user's (filtered) jobs, newest first, and how many jobs the filter selects."""
+    """One page of a user's (filtered) jobs, newest first, how many jobs the filter selects, and the
+    page's ETag (it changes whenever the page may)."""
 
     jobs: list[JobView]
     total: int
+    tag: str
 
 
 class StatusUpdate(msgspec.Struct, kw_only=True):

@@ -58,6 +58,14 @@ class JobUnitOfWork(Protocol):
         ...
 
 
+class JobsPage(msgspec.Struct, frozen=True):
+    """A page of a user's jobs, how many the filter matches in all, and the user's change counter."""
+
+    jobs: list[Job]
+    total: int
+    changes: int
+
+
 class JobStats(msgspec.Struct, frozen=True):
     """Counts for operators: jobs by status, and deliveries not yet made."""
 
@@ -80,8 +88,13 @@ class JobStore(Protocol):
         then paged: one read."""
         ...
 
-    async def count_for_user(self, user_id: str, filter: JobFilter = ALL_JOBS) -> int:
-        """How many of the user's jobs `filter` matches (default all): one read."""
+    async def get_with_changes(self, job_id: int, user_id: str) -> tuple[Job | None, int]:
+        """The job (or None) and `user_id`'s change counter, read together: one read."""
+        ...
+
+    async def page_for_user(self, user_id: str, *, offset: int, limit: int, filter: JobFilter = ALL_JOBS) -> JobsPage:
+        """`list_for_user`, with how many jobs `filter` matches in all and the user's change counter
+        (`changes`), read together: one read (two when the page is empty)."""
         ...
 
     async def changes(self, user_id: str) -> int:

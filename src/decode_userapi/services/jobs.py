@@ -53,6 +53,10 @@ def _tag(*parts: object) -> str:
     return f'W/"{hashlib.blake2b(text.encode(), digest_size=12).hexdigest()}"'
 
 
+def _list_tag(user_id: str, changes: int, offset: int, limit: int, filter: JobFilter) -> str:
+    return _tag("list", user_id, changes, offset, limit, msgspec.json.encode(filter))
+
+
 def _check_page(offset: int, limit: int) -> None:
     if offset < 0 or offset > MAX_JOB_ID:
         raise InvalidRequest("offset must be 0 or more")
@@ -118,6 +122,14 @@ class JobService:
     async def get(self, principal: Principal, job_id: int) -> JobView:
         return JobView.of(await self._owned(principal, job_id))
 
+    async def get_tagged(self, principal: Principal, job_id: int) -> tuple[JobView, str]:
+        """`get`, and its ETag (as `job_tag` gives it), read together: one read."""
+        _check_job_id(job_id)
+        job, changes = await self._store.get_with_changes(job_id, principal.user_id)
+        if job is None or job.user_id != principal.user_id:
+            raise NotFound(f"job {job_id} not found")
+        return JobView.of(job), _tag("job", principal.user_id, changes, job_id)
+
     async def list(
         self, principal: Principal, *, offset: int = 0, limit: int = 100, filter: JobFilter | None = None
     ) -> builtins.list[JobView]:
@@ -129,9 +141,13 @@ class JobService:
     async def page(
         self, principal: Principal, *, offset: int = 0, limit: int = 100, filter: JobFilter | None = None
     ) -> JobPage:
-        """`list`, and how many jobs `filter` matches in all (`X-Total-Count`)."""
-        jobs = await self.list(principal, offset=offset, limit=limit, filter=filter)
-        return JobPage(jobs=jobs, total=await self._store.count_for_user(principal.user_id, filter or ALL_JOBS))
+        """`list`, how many jobs `filter` matches in all (`X-Total-Count`) and the page's ETag (as
+        `list_tag` gives it), read together: one read."""
+        _check_page(offset, limit)
+        filter = filter or ALL_JOBS
+        page = await self._store.page_for_user(principal.user_id, offset=offset, limit=limit, filter=filter)
+        tag = _list_tag(principal.user_id, page.changes, offset, limit, filter)
+        return JobPage(jobs=[JobView.of(job) for job in page.jobs], total=page.total, tag=tag)
 
     async def list_tag(
         self, principal: Principal, *, offset: int = 0, limit: int = 100, filter: JobFilter | None = None
@@ -140,7 +156,7 @@ class JobService:
         caller's change counter, read before the page is), without reading the jobs. One cheap read."""
         _check_page(offset, limit)
         changes = await self._store.changes(principal.user_id)
-        return _tag("list", principal.user_id, changes, offset, limit, msgspec.json.encode(filter or ALL_JOBS))
+        return _list_tag(principal.user_id, changes, offset, limit, filter or ALL_JOBS)
 
     async def job_tag(self, principal: Principal, job_id: int) -> str:
         """The ETag of `get(principal, job_id)`, as `list_tag`."""

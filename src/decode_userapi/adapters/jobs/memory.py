@@ -16,7 +16,7 @@ from decode_userapi.domain.commands import ALL_JOBS, JobFilter
 from decode_userapi.domain.errors import JobNameTaken, NotFound
 from decode_userapi.domain.jobs import DispatchState, DispatchStatus, Job
 from decode_userapi.ports.clock import Clock
-from decode_userapi.ports.jobs import DispatchResult, JobStats, PendingDispatch
+from decode_userapi.ports.jobs import DispatchResult, JobsPage, JobStats, PendingDispatch
 
 
 def _stored(job: Job) -> Job:
@@ -130,20 +130,25 @@ class InMemoryJobStore:
         async with self.unit_of_work() as uow:
             return await uow.get(job_id)
 
+    async def get_with_changes(self, job_id: int, user_id: str) -> tuple[Job | None, int]:
+        async with self._lock:
+            job = self._jobs.get(job_id)
+            return (None if job is None else copy.deepcopy(job)), self._changes.get(user_id, 0)
+
     async def list_for_user(
         self, user_id: str, *, offset: int, limit: int, filter: JobFilter = ALL_JOBS
     ) -> list[Job]:
+        return (await self.page_for_user(user_id, offset=offset, limit=limit, filter=filter)).jobs
+
+    async def page_for_user(self, user_id: str, *, offset: int, limit: int, filter: JobFilter = ALL_JOBS) -> JobsPage:
         async with self._lock:
             mine = sorted(
                 (j for j in self._jobs.values() if j.user_id == user_id and filter.matches(j)),
                 key=lambda j: (j.date_created, j.id),
                 reverse=True,
             )
-            return [copy.deepcopy(j) for j in mine[offset : offset + limit]]
-
-    async def count_for_user(self, user_id: str, filter: JobFilter = ALL_JOBS) -> int:
-        async with self._lock:
-            return sum(1 for j in self._jobs.values() if j.user_id == user_id and filter.matches(j))
+            jobs = [copy.deepcopy(j) for j in mine[offset : offset + limit]]
+            return JobsPage(jobs=jobs, total=len(mine), changes=self._changes.get(user_id, 0))
 
     async def changes(self, user_id: str) -> int:
         return self._changes.get(user_id, 0)

@@ -11,7 +11,7 @@ from inspect import signature
 from typing import Any
 
 import msgspec
-from sqlalchemy import JSON, Float, Text, bindparam, cast, delete, func, or_, select, update
+from sqlalchemy import JSON, Float, Text, bindparam, cast, delete, func, literal_column, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -27,7 +27,7 @@ from decode_userapi.domain.jobs import (
     JobAttributes,
     JobStatus,
 )
-from decode_userapi.ports.jobs import DispatchResult, JobStats, PendingDispatch
+from decode_userapi.ports.jobs import DispatchResult, JobsPage, JobStats, PendingDispatch
 
 _c = jobs_table.c
 _STATUSES = {s.value: s for s in JobStatus}  # a dict lookup is several times cheaper than JobStatus(v)
@@ -81,8 +81,9 @@ def _shape(f: JobFilter) -> _Shape:
             f.created_before is not None)  # fmt: skip
 
 
-def _where(shape: _Shape) -> list[Any]:
-    """The conditions of `JobFilter.matches`, for a filter of this shape, on the user's jobs."""
+def _where(shape: _Shape, _c: Any = _c) -> list[Any]:
+    """The conditions of `JobFilter.matches`, for a filter of this shape, on the user's jobs (of
+    `jobs_table`, or of an alias of it whose columns are `_c`)."""
     statuses, name, application, after, before = shape
     conditions: list[Any] = [_c.user_id == bindparam("user_id")]
     if statuses:
@@ -111,9 +112,34 @@ def _list_query(shape: _Shape) -> Query:
     )
 
 
+# The user's change counter (bumped by the triggers on `jobs`), 0 before their first job.
+_CHANGES_VALUE = func.coalesce(
+    select(job_changes_table.c.version).where(job_changes_table.c.user_id == bindparam("user_id")).scalar_subquery(),
+    literal_column("0"),
+)
+_CHANGES = Query(select(_CHANGES_VALUE.label("changes")))
+_GET_WITH_CHANGES = Query(_GET.statement.add_columns(_CHANGES_VALUE.label("changes")))  # what GET /jobs/{id} reads
+_READ_CHANGES = _GET_WITH_CHANGES.reader("changes")
+_JOB_WIDTH = len(signature(_job).parameters)  # a page row: the job's columns, then `_PAGE_EXTRA`
+_PAGE_EXTRA = ("total", "changes")
+
+
 @cache
 def _count_query(shape: _Shape) -> Query:
-    return Query(select(func.count().label("total")).where(*_where(shape)))
+    """How many jobs the filter matches, and the user's change counter (for an empty page)."""
+    return Query(select(func.count().label("total"), _CHANGES_VALUE.label("changes")).where(*_where(shape)))
+
+
+@cache
+def _page_query(shape: _Shape) -> Query:
+    """`_list_query`, each row followed by how many jobs the filter matches and the user's change
+    counter: what `GET /jobs` answers (its `X-Total-Count` and `ETag`) in one statement, so in one
+    round trip and from one snapshot. PostgreSQL runs both subqueries once (they are uncorrelated)."""
+    counted = jobs_table.alias("counted")
+    total = select(func.count()).select_from(counted).where(*_where(shape, counted.c)).scalar_subquery()
+    return Query(
+        _list_query(shape).statement.add_columns(total.label("total"), _CHANGES_VALUE.label("changes"))
+    )
 
 
 def _prefix_end(prefix: str) -> str | None:
@@ -153,8 +179,6 @@ def filtered_statements(user_id: str, filter: JobFilter, *, offset: int, limit: 
     params = _filter_params(user_id, filter)
     page = _list_query(_shape(filter)).statement.params(params | {"offset": offset, "limit": limit})
     return page, _count_query(_shape(filter)).statement.params(params)
-# The user's change counter (bumped by the triggers on `jobs`): one primary-key read.
-_CHANGES = Query(select(job_changes_table.c.version).where(job_changes_table.c.user_id == bindparam("user_id")))
 _INSERTED = ("dispatch_status", "dispatch_attempts", "dispatch_payload")  # and a job's, but id and dispatch_*
 # One INSERT, atomic by itself: the job and its outbox entry, due now by the database's clock.
 _INSERT = Query(
@@ -284,6 +308,12 @@ class SqlJobStore:
         rows = await self._database.fetch(_GET, {"job_id": job_id})
         return _job(*rows[0]) if rows else None
 
+    async def get_with_changes(self, job_id: int, user_id: str) -> tuple[Job | None, int]:
+        rows = await self._database.fetch(_GET_WITH_CHANGES, {"job_id": job_id, "user_id": user_id})
+        if not rows:
+            return None, await self.changes(user_id)
+        return _job(*rows[0][:_JOB_WIDTH]), _READ_CHANGES(rows[0])
+
     async def list_for_user(
         self, user_id: str, *, offset: int, limit: int, filter: JobFilter = ALL_JOBS
     ) -> list[Job]:
@@ -294,13 +324,20 @@ class SqlJobStore:
         rows = await self._database.fetch(query, params | {"offset": offset, "limit": limit})
         return [_job(*row) for row in rows]
 
-    async def count_for_user(self, user_id: str, filter: JobFilter = ALL_JOBS) -> int:
-        rows = await self._database.fetch(_count_query(_shape(filter)), _filter_params(user_id, filter))
-        return int(rows[0][0])
+    async def page_for_user(self, user_id: str, *, offset: int, limit: int, filter: JobFilter = ALL_JOBS) -> JobsPage:
+        shape, params = _shape(filter), _filter_params(user_id, filter)
+        page = _page_query(shape)
+        rows = await self._database.fetch(page, params | {"offset": offset, "limit": limit})
+        if rows:
+            total, changes = page.reader(*_PAGE_EXTRA)(rows[0])
+            return JobsPage(jobs=[_job(*row[:_JOB_WIDTH]) for row in rows], total=total, changes=changes)
+        count = _count_query(shape)  # past the end, or nothing matches: the count and counter alone
+        total, changes = count.reader(*_PAGE_EXTRA)((await self._database.fetch(count, params))[0])
+        return JobsPage(jobs=[], total=total, changes=changes)
 
     async def changes(self, user_id: str) -> int:
         rows = await self._database.fetch(_CHANGES, {"user_id": user_id})
-        return int(rows[0][0]) if rows else 0
+        return int(rows[0][0])
 
     async def add_with_dispatch(self, job: Job, payload: dict[str, Any]) -> Job:
         outbox = {"dispatch_status": DispatchStatus.pending.value, "dispatch_attempts": 0, "dispatch_payload": payload}

@@ -88,11 +88,12 @@ class JobsController(Controller):
             status=status or (), name=name, application=application,
             created_after=created_after, created_before=created_before,
         )  # fmt: skip
-        tag = await jobs.list_tag(principal, offset=offset, limit=limit, filter=filter)  # read first: never newer than the page
-        if not_modified(if_none_match, tag):
-            return Response(None, status_code=HTTP_304_NOT_MODIFIED, headers=_cached(tag))  # type: ignore[arg-type]
-        page = await jobs.page(principal, offset=offset, limit=limit, filter=filter)
-        return Response(page.jobs, headers=_cached(tag) | {"X-Total-Count": str(page.total)})
+        if if_none_match is not None:  # a revalidation: one cheap read decides it
+            tag = await jobs.list_tag(principal, offset=offset, limit=limit, filter=filter)
+            if not_modified(if_none_match, tag):
+                return Response(None, status_code=HTTP_304_NOT_MODIFIED, headers=_cached(tag))  # type: ignore[arg-type]
+        page = await jobs.page(principal, offset=offset, limit=limit, filter=filter)  # jobs, count and tag at once
+        return Response(page.jobs, headers=_cached(page.tag) | {"X-Total-Count": str(page.total)})
 
     @get("/{job_id:int}", summary="One of the caller's jobs", responses=NOT_MODIFIED | error_responses(401, 403, 404, 422, 503))
     async def get_job(
@@ -102,12 +103,14 @@ class JobsController(Controller):
         job_id: FromPath[int],
         if_none_match: IfNoneMatch = None,
     ) -> Response[JobView]:
-        tag = await jobs.job_tag(principal, job_id)
-        if not_modified(if_none_match, tag):
-            if (if_none_match or "").strip() == "*":  # "any answer you have": the job must exist (else 404)
-                await jobs.get(principal, job_id)
-            return Response(None, status_code=HTTP_304_NOT_MODIFIED, headers=_cached(tag))  # type: ignore[arg-type]
-        return Response(await jobs.get(principal, job_id), headers=_cached(tag))
+        if if_none_match is not None:  # a revalidation: one cheap read decides it
+            tag = await jobs.job_tag(principal, job_id)
+            if not_modified(if_none_match, tag):
+                if if_none_match.strip() == "*":  # "any answer you have": the job must exist (else 404)
+                    await jobs.get(principal, job_id)
+                return Response(None, status_code=HTTP_304_NOT_MODIFIED, headers=_cached(tag))  # type: ignore[arg-type]
+        view, tag = await jobs.get_tagged(principal, job_id)
+        return Response(view, headers=_cached(tag))
 
     @post(
         "/",
