@@ -152,6 +152,20 @@ def list_jobs(b: Bench) -> Row:
     return load_scenario(b, "list-jobs", path, row, headers=(f"Authorization: Bearer {user.token}",))
 
 
+def poll_jobs(b: Bench) -> Row:
+    """GET /jobs?limit=100 with the ETag of the last answer: what a page or script waiting for a job
+    sends while nothing changes (304, no job read or encoded). Compare with `list_jobs`."""
+    user = b.users["jobs"]
+    path = "/jobs?limit=100"
+    tag = _get(b, path, user.token).headers.get("etag", "")
+    row = Row("GET /jobs?limit=100, If-None-Match current (304)", "≥ 5× the full answer's req/s", "—")
+    with httpx.Client(base_url=b.service.url, timeout=30) as client:
+        polled = client.get(path, headers={"Authorization": f"Bearer {user.token}", "If-None-Match": tag})
+    if not tag or polled.status_code != 304 or polled.content:
+        row.notes.append(f"WRONG ANSWER: HTTP {polled.status_code}, ETag {tag!r}, {len(polled.content)} bytes")
+    return load_scenario(b, "poll-jobs", path, row, headers=(f"Authorization: Bearer {user.token}", f"If-None-Match: {tag}"))
+
+
 def status_updates(b: Bench) -> Row:
     ids = b.users["jobs"].job_ids
     with httpx.Client(base_url=b.service.url, timeout=30) as client:
@@ -400,4 +414,4 @@ def cold_start(b: Bench) -> Row:
     return row
 
 
-SCENARIOS = [welcome, list_jobs, status_updates, job_submission, recursive_listing, upload, zip_download, cold_start]
+SCENARIOS = [welcome, list_jobs, poll_jobs, status_updates, job_submission, recursive_listing, upload, zip_download, cold_start]

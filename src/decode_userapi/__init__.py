@@ -4,7 +4,7 @@
 """
 
 from decode_userapi.config import Settings
-from decode_userapi.domain.commands import JobCreate, JobView, StatusUpdate
+from decode_userapi.domain.commands import JobCreate, JobFilter, JobPage, JobView, StatusUpdate
 from decode_userapi.domain.errors import (
     Conflict,
     DomainError,
@@ -31,6 +31,8 @@ __all__ = [
     "InvalidRequest",
     "JobAttributes",
     "JobCreate",
+    "JobFilter",
+    "JobPage",
     "JobStatus",
     "JobView",
     "MissingInput",

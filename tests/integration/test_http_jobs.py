@@ -385,3 +385,51 @@ async def test_status_update_body_types_are_422(client, alice):
         assert r.status_code == 422 and field in r.json()["detail"], (body, r.text)
     # The key is checked before the body is looked at.
     assert (await client.put("/_job_status", json={"job_id": "one"})).status_code == 401
+
+
+async def test_list_filters_and_total_count(client, alice, bob):
+    """Filters combine; X-Total-Count counts what they select; a browser on the frontend's origin may
+    read it (CORS)."""
+    await put_inputs(client, alice)
+    comet = {"application": "comet", "version": "v0_1_0", "entrypoint": "correct_drift"}
+    ids = {}
+    for name, app in [("train_a", TRAIN), ("train_b", TRAIN), ("trainer", TRAIN), ("drift1", comet), ("drift2", comet)]:
+        r = await client.post("/jobs", headers=alice.headers, json=job_body(name, application=app))
+        assert r.status_code == 201, r.text
+        ids[name] = r.json()["id"]
+    await status(client, ids["train_a"], "running")
+    await status(client, ids["drift1"], "finished")
+
+    async def listed(query, user=alice):
+        r = await client.get(f"/jobs?{query}", headers=user.headers)
+        assert r.status_code == 200, (query, r.text)
+        return [j["job_name"] for j in r.json()], int(r.headers["x-total-count"])
+
+    assert await listed("") == (["drift2", "drift1", "trainer", "train_b", "train_a"], 5)
+    assert await listed("limit=2") == (["drift2", "drift1"], 5)
+    assert await listed("status=running&status=finished") == (["drift1", "train_a"], 2)
+    assert await listed("status=running,queued&limit=1&offset=1") == (["trainer"], 4)
+    assert await listed("name=train_") == (["train_b", "train_a"], 2)  # `_` is no wildcard
+    assert await listed("name=train&application=decode&status=queued") == (["trainer", "train_b"], 2)
+    assert await listed("application=comet&status=queued") == (["drift2"], 1)
+    assert await listed("application=comet", bob) == ([], 0)
+
+    created = datetime.fromisoformat((await client.get(f"/jobs/{ids['trainer']}", headers=alice.headers)).json()["date_created"])
+    at = created.isoformat()
+    assert (await listed(f"created_before={at.replace('+', '%2B')}"))[0] == ["train_b", "train_a"]
+    # An unencoded `+` arrives as a space: still read as the offset.
+    assert (await listed(f"created_after={at}"))[0] == ["drift2", "drift1"]
+    utc_z = created.astimezone().strftime("%Y-%m-%dT%H:%M:%S.%f%z")  # another offset, same instant
+    assert (await listed(f"created_after={utc_z.replace('+', '%2B')}&created_before=2100-01-01T00:00:00Z"))[1] == 2
+
+    for query, field in [
+        ("status=running,sleeping", "status"),
+        ("created_after=2026-01-01T00:00:00", "created_after"),  # naive: refused, not guessed
+        ("created_before=yesterday", "created_before"),
+        ("name=%00", "name"),
+    ]:
+        r = await client.get(f"/jobs?{query}", headers=alice.headers)
+        assert r.status_code == 422 and r.json()["detail"].startswith(f"{field}: "), (query, r.text)
+
+    r = await client.get("/jobs", headers=alice.headers | {"Origin": "https://frontend.example.org"})
+    assert "x-total-count" in r.headers["access-control-expose-headers"].lower()

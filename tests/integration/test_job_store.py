@@ -12,6 +12,7 @@ import pytest
 from decode_userapi.adapters.jobs.memory import InMemoryJobStore
 from decode_userapi.adapters.jobs.sqlalchemy import SqlJobStore
 from decode_userapi.adapters.sql import Database
+from decode_userapi.domain.commands import JobFilter
 from decode_userapi.domain.errors import JobNameTaken, NotFound
 from decode_userapi.domain.jobs import (
     ApplicationSpec,
@@ -388,3 +389,63 @@ async def test_replace_status_writes_only_over_the_state_it_was_computed_from(st
     async with store.unit_of_work() as uow:
         await uow.delete(job.id)  # type: ignore[arg-type]
     assert await store.replace_status(running, msgspec.structs.replace(running, status=JobStatus.finished)) is False
+
+
+async def test_the_change_counter_moves_with_every_visible_write_and_nothing_else(store: JobStore) -> None:
+    """`changes` is what `GET /jobs` derives its ETag from: every write a user can see moves it, in
+    the write's own transaction; reads, a claim's lease and writes that do not happen leave it."""
+    seen = [await store.changes("alice")]
+    assert seen == [0]
+
+    async def moved() -> None:
+        now = await store.changes("alice")
+        assert now not in seen, seen
+        seen.append(now)
+
+    async def still() -> None:
+        assert await store.changes("alice") == seen[-1]
+        # The reads that answer GET /jobs and GET /jobs/{id} carry the same counter.
+        assert (await store.page_for_user("alice", offset=0, limit=1)).changes == seen[-1]
+        assert (await store.get_with_changes(10**9, "alice")) == (None, seen[-1])
+
+    job, other = await add(store, make_job("a"), make_job("b", created=T0 + timedelta(seconds=1)))
+    await moved()
+    got, changes = await store.get_with_changes(job.id, "alice")  # type: ignore[arg-type]
+    assert got == await store.get(job.id) and changes == seen[-1]  # type: ignore[arg-type]
+    await add(store, make_job("bob's", user="bob"))
+    await still()
+    with pytest.raises(JobNameTaken):
+        await store.add_with_dispatch(make_job("a"), PAYLOAD)
+    await still()
+    await store.get(job.id)  # type: ignore[arg-type]
+    await store.list_for_user("alice", offset=0, limit=10, filter=JobFilter(name="a"))
+    entries = {e.job_id: e for e in await claim(store)}
+    await still()  # a lease is no change anyone sees
+    assert await record(store, entries[job.id], DispatchResult(DispatchStatus.pending, 1, "HTTP 503", 30))
+    await moved()  # the job's dispatch state is part of it
+    assert await record(store, entries[other.id], SENT)
+    await moved()
+    running = msgspec.structs.replace(job, status=JobStatus.running, date_started=T0)
+    assert await store.replace_status(job, running)
+    await moved()
+    assert not await store.replace_status(job, running)  # lost compare-and-set: nothing written
+    await still()
+    async with store.unit_of_work() as uow:
+        await uow.get(job.id, for_update=True)  # type: ignore[arg-type]
+    await still()
+    async with store.unit_of_work() as uow:
+        await uow.save(msgspec.structs.replace(running, status=JobStatus.error))
+    await moved()
+
+    async def delete_then_fail() -> None:
+        async with store.unit_of_work() as uow:
+            await uow.delete(job.id)  # type: ignore[arg-type]
+            raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError):
+        await delete_then_fail()
+    await still()
+    async with store.unit_of_work() as uow:
+        await uow.delete(job.id)  # type: ignore[arg-type]
+    await moved()
+    assert await store.changes("nobody") == 0

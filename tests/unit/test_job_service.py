@@ -189,3 +189,13 @@ async def test_storage_quota_refuses_the_upload_that_would_exceed_it():
         await files.upload(ALICE, UserPath.parse("data/"), "b.bin", chunks(20))
     assert await storage.stat(ALICE.user_id, UserPath.parse("data/b.bin")) is None
     await files.upload(BOB, UserPath.parse("data/"), "b.bin", chunks(90))  # quotas are per user
+
+
+async def test_embedded_api_lists_and_counts_with_a_filter() -> None:
+    from decode_userapi import JobFilter, UserApi
+
+    async with UserApi.in_memory() as api:
+        alice = await api.register("alice", "correct horse 1")
+        assert await api.jobs.list(alice, filter=JobFilter(name="x")) == []
+        page = await api.jobs.page(alice, filter=JobFilter(statuses=(JobStatus.running,)))
+        assert (page.jobs, page.total) == ([], 0)

@@ -26,6 +26,7 @@ import asyncpg
 import msgspec
 import structlog
 from sqlalchemy import (
+    DDL,
     JSON,
     BigInteger,
     Column,
@@ -67,7 +68,7 @@ _UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # The newest migration (tests/integration/test_migrations.py checks it is Alembic's head): a
 # database already there starts without loading Alembic.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 # The revision whose schema `metadata.create_all` made before the migrations existed.
 ADOPTED_REVISION = "0001"
 # The key of the PostgreSQL advisory lock that serialises migrations across processes ("decodeua").
@@ -118,6 +119,20 @@ def _db_now(element: db_now, compiler: Any, **kw: Any) -> str:
         plus = "".join(f", printf('%+.3f seconds', {s})" for s in seconds)
         return f"(strftime('%Y-%m-%d %H:%M:%f', 'now'{plus}) || '000')"
     return "".join(["(now()", *(f" + {s} * interval '1 second'" for s in seconds), ")"])
+
+
+class binary_text(FunctionElement[str]):
+    """A text column compared in code point order (bytes of UTF-8), whatever the database's collation:
+    `COLLATE "C"` on PostgreSQL; SQLite's default (BINARY) already is. A prefix is then a range."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(binary_text)
+def _binary_text(element: binary_text, compiler: Any, **kw: Any) -> str:
+    (column,) = (compiler.process(clause, **kw) for clause in element.clauses)
+    return column if compiler.dialect.name == "sqlite" else f'({column} COLLATE "C")'
 
 
 metadata = MetaData(
@@ -172,8 +187,67 @@ Index(
     jobs_table.c.date_created.desc(),
     jobs_table.c.id.desc(),
 )
+# Listings filtered by status, and their counts (migration 0004). The other filters narrow the
+# user's rows found by the index above.
+Index(
+    "ix_jobs_user_id_status_date_created_id",
+    jobs_table.c.user_id,
+    jobs_table.c.status,
+    jobs_table.c.date_created.desc(),
+    jobs_table.c.id.desc(),
+)
 
 Index("ix_jobs_dispatch_status_dispatch_next_at", jobs_table.c.dispatch_status, jobs_table.c.dispatch_next_at)
+
+# Each user's change counter, bumped by a trigger on `jobs` in the statement that writes a job (insert,
+# delete, or an update of a column a user sees): every write path, present and future, single
+# statements and units of work alike, bumps it in its own transaction, on every replica. `GET /jobs`
+# derives its ETag from it with one primary-key read. A claim only takes a lease (`dispatch_lease*`
+# columns): not a change anyone sees, no bump. Migration 0004.
+job_changes_table = Table(
+    "job_changes",
+    metadata,
+    Column("user_id", String(255), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+)
+# The columns whose update a user sees (in `Job`): all but the lease and the payload.
+_VISIBLE = ", ".join(c.name for c in jobs_table.c if c.name not in ("id", "dispatch_lease", "dispatch_lease_until", "dispatch_payload"))
+_BUMP = (
+    "INSERT INTO job_changes (user_id, version) VALUES ({owner}, 1)"
+    " ON CONFLICT (user_id) DO UPDATE SET version = job_changes.version + 1"
+)
+# The triggers' DDL, by dialect, on the table `{jobs}`: run by migration 0004 and by
+# `metadata.create_all` alike (which names the table by its schema, when it has one).
+JOB_CHANGE_TRIGGERS: dict[str, tuple[str, ...]] = {
+    "postgresql": (
+        (
+            "CREATE OR REPLACE FUNCTION job_changes_bump() RETURNS trigger LANGUAGE plpgsql AS $$"
+            " BEGIN"
+            f" IF TG_OP = 'DELETE' THEN {_BUMP.format(owner='OLD.user_id')};"
+            f" ELSE {_BUMP.format(owner='NEW.user_id')};"
+            " END IF;"
+            " RETURN NULL;"
+            " END $$"
+        ),
+        (
+            "CREATE TRIGGER jobs_changed AFTER INSERT OR DELETE OR UPDATE OF"
+            f" {_VISIBLE} ON {{jobs}} FOR EACH ROW EXECUTE FUNCTION job_changes_bump()"
+        ),
+    ),
+    "sqlite": (
+        f"CREATE TRIGGER jobs_inserted AFTER INSERT ON {{jobs}} BEGIN {_BUMP.format(owner='NEW.user_id')}; END",
+        f"CREATE TRIGGER jobs_updated AFTER UPDATE OF {_VISIBLE} ON {{jobs}} BEGIN {_BUMP.format(owner='NEW.user_id')}; END",
+        f"CREATE TRIGGER jobs_deleted AFTER DELETE ON {{jobs}} BEGIN {_BUMP.format(owner='OLD.user_id')}; END",
+    ),
+}
+JOB_CHANGE_TRIGGERS_DROP: dict[str, tuple[str, ...]] = {
+    "postgresql": ("DROP TRIGGER IF EXISTS jobs_changed ON jobs", "DROP FUNCTION IF EXISTS job_changes_bump()"),
+    "sqlite": tuple(f"DROP TRIGGER IF EXISTS jobs_{what}" for what in ("inserted", "updated", "deleted")),
+}
+for _dialect, _statements in JOB_CHANGE_TRIGGERS.items():
+    for _statement in _statements:
+        _ddl = DDL(_statement.replace("%", "%%").format(jobs="%(fullname)s"))
+        event.listen(jobs_table, "after_create", _ddl.execute_if(dialect=_dialect))
 
 users_table = Table(
     "users",

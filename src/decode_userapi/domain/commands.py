@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -78,6 +79,104 @@ def _check_job(job: JobCreate) -> None:
         for name in ("gpu_model", "gpu_archi"):
             if (value := getattr(job.hardware, name)) is not None:
                 _text(value, MAX_NAME, f"hardware.{name}")
+
+
+class JobFilter(msgspec.Struct, kw_only=True):
+    """Which of a user's jobs to list: every given criterion holds (an empty filter: all of them).
+
+    `statuses`: any of these; `name`: a prefix of `job_name`, taken literally (no wildcards),
+    case-sensitive as job names are; `application`: the application's name; `created_after` and
+    `created_before`: strict bounds on `date_created`, timezone-aware (a naive time is refused: it
+    would mean the server's zone, or UTC, by guesswork). `matches` is the rule; the SQL store writes
+    the same rule as a statement, and the contract tests hold the two to each other.
+    """
+
+    statuses: tuple[JobStatus, ...] = ()
+    name: str | None = None
+    application: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+    def __post_init__(self) -> None:
+        # One order, no repeats: equal filters are equal Structs (and share a compiled statement).
+        self.statuses = tuple(s for s in JobStatus if s in self.statuses)
+        for field in ("name", "application"):
+            value = getattr(self, field)
+            if value is not None:
+                _text(value, MAX_NAME, field)
+        for field in ("created_after", "created_before"):
+            value = getattr(self, field)
+            if value is not None and value.utcoffset() is None:
+                raise InvalidRequest(f"{field}: give a UTC offset (e.g. 2026-01-31T12:00:00Z or +01:00)")
+
+    @classmethod
+    def from_query(
+        cls,
+        *,
+        status: Iterable[str] = (),
+        name: str | None = None,
+        application: str | None = None,
+        created_after: str | None = None,
+        created_before: str | None = None,
+    ) -> JobFilter:
+        """A filter from query strings: `status` repeated or comma-separated, times in ISO 8601."""
+        statuses = []
+        for value in (part.strip() for item in status for part in item.split(",")):
+            if not value:
+                continue
+            if value not in _STATUS_NAMES:
+                raise InvalidRequest(f"status: unknown status {value[:64]!r}, expected one of {', '.join(_STATUS_NAMES)}")
+            statuses.append(JobStatus(value))
+        return cls(
+            statuses=tuple(statuses),
+            name=name or None,
+            application=application or None,
+            created_after=_iso_time(created_after, "created_after"),
+            created_before=_iso_time(created_before, "created_before"),
+        )
+
+    @property
+    def is_empty(self) -> bool:
+        return self == ALL_JOBS
+
+    def matches(self, job: Job) -> bool:
+        return (
+            (not self.statuses or job.status in self.statuses)
+            and (self.name is None or job.job_name.startswith(self.name))
+            and (self.application is None or job.application.application == self.application)
+            and (self.created_after is None or job.date_created > self.created_after)
+            and (self.created_before is None or job.date_created < self.created_before)
+        )
+
+
+_STATUS_NAMES = tuple(s.value for s in JobStatus)
+
+
+def _iso_time(value: str | None, field: str) -> datetime | None:
+    """ISO 8601; a `+` of the offset that arrived as a space (an unencoded `+` in a query) is a `+`."""
+    if value is None or value == "":
+        return None
+    text = value.strip()
+    if len(text) > 64:
+        raise InvalidRequest(f"{field}: not an ISO 8601 date and time")
+    if text[-6:-5] == " ":  # `…T12:00:00 01:00`: the query's `+01:00`, decoded as a form would
+        text = text[:-6] + "+" + text[-5:]
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidRequest(f"{field}: not an ISO 8601 date and time, e.g. 2026-01-31T12:00:00Z") from None
+
+
+ALL_JOBS = JobFilter()  # the empty filter
+
+
+class JobPage(msgspec.Struct, kw_only=True):
+    """One page of a user's (filtered) jobs, newest first, how many jobs the filter selects, and the
+    page's ETag (it changes whenever the page may)."""
+
+    jobs: list[JobView]
+    total: int
+    tag: str
 
 
 class StatusUpdate(msgspec.Struct, kw_only=True):

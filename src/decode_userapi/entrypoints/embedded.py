@@ -20,6 +20,11 @@ class UserApi:
     >>> async with UserApi.embedded("./my-lab") as api:          # doctest: +SKIP
     ...     alice = await api.register("alice@example.org", "correct horse 1")
     ...     await api.files.list(alice, UserPath.root())
+    ...     running = await api.jobs.page(alice, filter=JobFilter(statuses=(JobStatus.running,)))
+    ...     running.total, running.jobs
+
+    `jobs.list` and `jobs.page` take the same `JobFilter` as `GET /jobs` (statuses, a name prefix,
+    the application, creation-time bounds); `page` also counts the matching jobs.
     """
 
     def __init__(self, services: Services) -> None:

@@ -6,6 +6,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from decode_userapi.domain.commands import ALL_JOBS, JobFilter
 from decode_userapi.domain.jobs import DispatchStatus, Job
 
 
@@ -57,6 +58,14 @@ class JobUnitOfWork(Protocol):
         ...
 
 
+class JobsPage(msgspec.Struct, frozen=True):
+    """A page of a user's jobs, how many the filter matches in all, and the user's change counter."""
+
+    jobs: list[Job]
+    total: int
+    changes: int
+
+
 class JobStats(msgspec.Struct, frozen=True):
     """Counts for operators: jobs by status, and deliveries not yet made."""
 
@@ -74,8 +83,25 @@ class JobStore(Protocol):
         """The job, or None: one read."""
         ...
 
-    async def list_for_user(self, user_id: str, *, offset: int, limit: int) -> list[Job]:
-        """The user's jobs, newest first, then paged: one read."""
+    async def list_for_user(self, user_id: str, *, offset: int, limit: int, filter: JobFilter = ALL_JOBS) -> list[Job]:
+        """The user's jobs that `filter` matches (`JobFilter.matches`; default all), newest first,
+        then paged: one read."""
+        ...
+
+    async def get_with_changes(self, job_id: int, user_id: str) -> tuple[Job | None, int]:
+        """The job (or None) and `user_id`'s change counter, read together: one read."""
+        ...
+
+    async def page_for_user(self, user_id: str, *, offset: int, limit: int, filter: JobFilter = ALL_JOBS) -> JobsPage:
+        """`list_for_user`, with how many jobs `filter` matches in all and the user's change counter
+        (`changes`), read together: one read (two when the page is empty)."""
+        ...
+
+    async def changes(self, user_id: str) -> int:
+        """The user's change counter: it grows with every write of one of their jobs that changes what
+        the user sees of it (created, status, dispatch state, deleted), in the same transaction as
+        the write, and with nothing else (a claim's lease, a read). 0 for a user never written. One
+        cheap read, the same on every replica."""
         ...
 
     async def add_with_dispatch(self, job: Job, payload: dict[str, Any]) -> Job:

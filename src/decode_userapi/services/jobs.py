@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +11,7 @@ import msgspec
 import structlog
 
 from decode_userapi.domain.applications import INPUT_KINDS, Entrypoint, check_env_vars
-from decode_userapi.domain.commands import JobCreate, JobView, StatusUpdate, StatusView
+from decode_userapi.domain.commands import ALL_JOBS, JobCreate, JobFilter, JobPage, JobView, StatusUpdate, StatusView
 from decode_userapi.domain.dispatch import InputSelection, build_worker_request, files_down_keys
 from decode_userapi.domain.errors import InvalidPath, InvalidRequest, MissingInput, NotFound
 from decode_userapi.domain.files import UserPath
@@ -38,6 +39,29 @@ log = structlog.get_logger(__name__)
 MAX_JOB_ID = 2**63 - 1
 MAX_PAGE = 1000
 CAS_ATTEMPTS = 5
+
+
+# Part of every ETag: raise it when the JSON of a job changes for the same stored jobs (a new field),
+# so that answers cached by an older version no longer match.
+TAG_VERSION = 1
+
+
+def _tag(*parts: object) -> str:
+    """A weak ETag (RFC 9110): an equal answer, not byte-equal (compression may differ). The user is
+    part of it, so one browser shared by two users never takes one's answer for the other's."""
+    text = "\x1f".join(str(p) for p in (TAG_VERSION, *parts))
+    return f'W/"{hashlib.blake2b(text.encode(), digest_size=12).hexdigest()}"'
+
+
+def _list_tag(user_id: str, changes: int, offset: int, limit: int, filter: JobFilter) -> str:
+    return _tag("list", user_id, changes, offset, limit, msgspec.json.encode(filter))
+
+
+def _check_page(offset: int, limit: int) -> None:
+    if offset < 0 or offset > MAX_JOB_ID:
+        raise InvalidRequest("offset must be 0 or more")
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}")
 
 
 def _check_job_id(job_id: int) -> int:
@@ -98,13 +122,46 @@ class JobService:
     async def get(self, principal: Principal, job_id: int) -> JobView:
         return JobView.of(await self._owned(principal, job_id))
 
-    async def list(self, principal: Principal, *, offset: int = 0, limit: int = 100) -> list[JobView]:
-        if offset < 0 or offset > MAX_JOB_ID:
-            raise InvalidRequest("offset must be 0 or more")
-        if not 1 <= limit <= MAX_PAGE:
-            raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}")
-        jobs = await self._store.list_for_user(principal.user_id, offset=offset, limit=limit)
+    async def get_tagged(self, principal: Principal, job_id: int) -> tuple[JobView, str]:
+        """`get`, and its ETag (as `job_tag` gives it), read together: one read."""
+        _check_job_id(job_id)
+        job, changes = await self._store.get_with_changes(job_id, principal.user_id)
+        if job is None or job.user_id != principal.user_id:
+            raise NotFound(f"job {job_id} not found")
+        return JobView.of(job), _tag("job", principal.user_id, changes, job_id)
+
+    async def list(
+        self, principal: Principal, *, offset: int = 0, limit: int = 100, filter: JobFilter | None = None
+    ) -> builtins.list[JobView]:
+        """The caller's jobs that `filter` matches (all without one), newest first, then paged."""
+        _check_page(offset, limit)
+        jobs = await self._store.list_for_user(principal.user_id, offset=offset, limit=limit, filter=filter or ALL_JOBS)
         return [JobView.of(job) for job in jobs]
+
+    async def page(
+        self, principal: Principal, *, offset: int = 0, limit: int = 100, filter: JobFilter | None = None
+    ) -> JobPage:
+        """`list`, how many jobs `filter` matches in all (`X-Total-Count`) and the page's ETag (as
+        `list_tag` gives it), read together: one read."""
+        _check_page(offset, limit)
+        filter = filter or ALL_JOBS
+        page = await self._store.page_for_user(principal.user_id, offset=offset, limit=limit, filter=filter)
+        tag = _list_tag(principal.user_id, page.changes, offset, limit, filter)
+        return JobPage(jobs=[JobView.of(job) for job in page.jobs], total=page.total, tag=tag)
+
+    async def list_tag(
+        self, principal: Principal, *, offset: int = 0, limit: int = 100, filter: JobFilter | None = None
+    ) -> str:
+        """The ETag of `page(...)` with these arguments: it changes whenever the answer may (the
+        caller's change counter, read before the page is), without reading the jobs. One cheap read."""
+        _check_page(offset, limit)
+        changes = await self._store.changes(principal.user_id)
+        return _list_tag(principal.user_id, changes, offset, limit, filter or ALL_JOBS)
+
+    async def job_tag(self, principal: Principal, job_id: int) -> str:
+        """The ETag of `get(principal, job_id)`, as `list_tag`."""
+        _check_job_id(job_id)
+        return _tag("job", principal.user_id, await self._store.changes(principal.user_id), job_id)
 
     async def delete(self, principal: Principal, job_id: int) -> None:
         """Forget the job and delete its output folders. The worker's next update then gets 404."""

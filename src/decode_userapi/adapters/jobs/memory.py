@@ -12,10 +12,11 @@ from typing import Any
 import msgspec
 
 from decode_userapi.adapters.clock import SystemClock
+from decode_userapi.domain.commands import ALL_JOBS, JobFilter
 from decode_userapi.domain.errors import JobNameTaken, NotFound
 from decode_userapi.domain.jobs import DispatchState, DispatchStatus, Job
 from decode_userapi.ports.clock import Clock
-from decode_userapi.ports.jobs import DispatchResult, JobStats, PendingDispatch
+from decode_userapi.ports.jobs import DispatchResult, JobsPage, JobStats, PendingDispatch
 
 
 def _stored(job: Job) -> Job:
@@ -40,6 +41,7 @@ class InMemoryJobUnitOfWork:
     def __init__(self, jobs: dict[int, Job], outbox: dict[int, _Outbox], clock: Clock) -> None:
         self.jobs = jobs
         self.outbox = outbox
+        self.changed: set[str] = set()  # owners whose change counters the commit bumps
         self._clock = clock
 
     async def get(self, job_id: int, *, for_update: bool = False) -> Job | None:
@@ -52,10 +54,13 @@ class InMemoryJobUnitOfWork:
         stored = _stored(job)
         stored.dispatch = self.jobs[job.id].dispatch  # owned by the dispatch methods, as in SQL
         self.jobs[job.id] = stored
+        self.changed.add(stored.user_id)
 
     async def delete(self, job_id: int) -> None:
-        self.jobs.pop(job_id, None)
+        job = self.jobs.pop(job_id, None)
         self.outbox.pop(job_id, None)
+        if job is not None:
+            self.changed.add(job.user_id)
 
     async def claim_dispatches(self, lease_seconds: float, limit: int) -> list[PendingDispatch]:
         now = self._clock.now()
@@ -85,6 +90,7 @@ class InMemoryJobUnitOfWork:
         state = DispatchState(result.status, result.attempts, result.error, next_at)
         # Stored jobs are shared with the committed table until commit: replace, never mutate.
         self.jobs[entry.job_id] = msgspec.structs.replace(self.jobs[entry.job_id], dispatch=state)
+        self.changed.add(self.jobs[entry.job_id].user_id)
         if retry:
             self.outbox[entry.job_id] = msgspec.structs.replace(held, lease_until=None)
         else:
@@ -108,6 +114,7 @@ class InMemoryJobStore:
         self._jobs: dict[int, Job] = {}
         self._outbox: dict[int, _Outbox] = {}
         self._next_id = 1
+        self._changes: dict[str, int] = {}
         self._lock = asyncio.Lock()
 
     @asynccontextmanager
@@ -116,19 +123,35 @@ class InMemoryJobStore:
             uow = InMemoryJobUnitOfWork(dict(self._jobs), dict(self._outbox), self._clock)
             yield uow  # an exception here discards the working copy: rollback
             self._jobs, self._outbox = uow.jobs, uow.outbox
+            for user_id in uow.changed:
+                self._changes[user_id] = self._changes.get(user_id, 0) + 1
 
     async def get(self, job_id: int) -> Job | None:
         async with self.unit_of_work() as uow:
             return await uow.get(job_id)
 
-    async def list_for_user(self, user_id: str, *, offset: int, limit: int) -> list[Job]:
+    async def get_with_changes(self, job_id: int, user_id: str) -> tuple[Job | None, int]:
+        async with self._lock:
+            job = self._jobs.get(job_id)
+            return (None if job is None else copy.deepcopy(job)), self._changes.get(user_id, 0)
+
+    async def list_for_user(
+        self, user_id: str, *, offset: int, limit: int, filter: JobFilter = ALL_JOBS
+    ) -> list[Job]:
+        return (await self.page_for_user(user_id, offset=offset, limit=limit, filter=filter)).jobs
+
+    async def page_for_user(self, user_id: str, *, offset: int, limit: int, filter: JobFilter = ALL_JOBS) -> JobsPage:
         async with self._lock:
             mine = sorted(
-                (j for j in self._jobs.values() if j.user_id == user_id),
+                (j for j in self._jobs.values() if j.user_id == user_id and filter.matches(j)),
                 key=lambda j: (j.date_created, j.id),
                 reverse=True,
             )
-            return [copy.deepcopy(j) for j in mine[offset : offset + limit]]
+            jobs = [copy.deepcopy(j) for j in mine[offset : offset + limit]]
+            return JobsPage(jobs=jobs, total=len(mine), changes=self._changes.get(user_id, 0))
+
+    async def changes(self, user_id: str) -> int:
+        return self._changes.get(user_id, 0)
 
     async def add_with_dispatch(self, job: Job, payload: dict[str, Any]) -> Job:
         async with self._lock:
@@ -139,6 +162,7 @@ class InMemoryJobStore:
             stored.dispatch = DispatchState(next_attempt_at=self._clock.now())
             self._jobs[stored.id] = stored
             self._outbox[stored.id] = _Outbox(copy.deepcopy(payload))
+            self._changes[job.user_id] = self._changes.get(job.user_id, 0) + 1
             return copy.deepcopy(stored)
 
     async def replace_status(self, before: Job, after: Job) -> bool:

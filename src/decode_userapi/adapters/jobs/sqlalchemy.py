@@ -6,15 +6,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
+from functools import cache
 from inspect import signature
 from typing import Any
 
 import msgspec
-from sqlalchemy import JSON, Float, Text, bindparam, cast, delete, func, or_, select, update
+from sqlalchemy import JSON, Float, Text, bindparam, cast, delete, func, literal_column, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from decode_userapi.adapters.sql import Database, Query, db_now, execute, jobs_table
+from decode_userapi.adapters.sql import Database, Query, binary_text, db_now, execute, job_changes_table, jobs_table
+from decode_userapi.domain.commands import ALL_JOBS, JobFilter
 from decode_userapi.domain.errors import JobNameTaken, NotFound
 from decode_userapi.domain.jobs import (
     ApplicationSpec,
@@ -25,7 +27,7 @@ from decode_userapi.domain.jobs import (
     JobAttributes,
     JobStatus,
 )
-from decode_userapi.ports.jobs import DispatchResult, JobStats, PendingDispatch
+from decode_userapi.ports.jobs import DispatchResult, JobsPage, JobStats, PendingDispatch
 
 _c = jobs_table.c
 _STATUSES = {s.value: s for s in JobStatus}  # a dict lookup is several times cheaper than JobStatus(v)
@@ -69,12 +71,114 @@ _JOB = select(
 )
 _GET = Query(_JOB.where(_c.id == bindparam("job_id")))
 _GET_FOR_UPDATE = Query(_GET.statement.with_for_update())  # PostgreSQL; SQLite locks the whole database
-_LIST = Query(  # served by the index (user_id, date_created DESC, id DESC)
-    _JOB.where(_c.user_id == bindparam("user_id"))
-    .order_by(_c.date_created.desc(), _c.id.desc())
-    .offset(bindparam("offset"))
-    .limit(bindparam("limit"))
+# A filter's shape: how many statuses, and which of name, application, created_after, created_before
+# it gives. Each shape is one statement (compiled once per shape on PostgreSQL); the values are binds.
+_Shape = tuple[int, bool, bool, bool, bool]
+
+
+def _shape(f: JobFilter) -> _Shape:
+    return (len(f.statuses), f.name is not None, f.application is not None, f.created_after is not None,
+            f.created_before is not None)  # fmt: skip
+
+
+def _where(shape: _Shape, _c: Any = _c) -> list[Any]:
+    """The conditions of `JobFilter.matches`, for a filter of this shape, on the user's jobs (of
+    `jobs_table`, or of an alias of it whose columns are `_c`)."""
+    statuses, name, application, after, before = shape
+    conditions: list[Any] = [_c.user_id == bindparam("user_id")]
+    if statuses:
+        conditions.append(_c.status.in_([bindparam(f"status_{i}") for i in range(statuses)]))
+    if name:  # a prefix is a range in code point (byte) order: no LIKE, so `%` and `_` are literal
+        conditions.append(binary_text(_c.job_name) >= bindparam("name_from", type_=_c.job_name.type))
+        conditions.append(binary_text(_c.job_name) < bindparam("name_to", type_=_c.job_name.type))
+    if application:
+        conditions.append(_c.application == bindparam("application"))
+    if after:
+        conditions.append(_c.date_created > bindparam("created_after", type_=_c.date_created.type))
+    if before:
+        conditions.append(_c.date_created < bindparam("created_before", type_=_c.date_created.type))
+    return conditions
+
+
+@cache
+def _list_query(shape: _Shape) -> Query:
+    """A page of the user's jobs of this filter shape, newest first: the index (user_id,
+    date_created DESC, id DESC) gives the order; with a status filter, (user_id, status, ...)."""
+    return Query(
+        _JOB.where(*_where(shape))
+        .order_by(_c.date_created.desc(), _c.id.desc())
+        .offset(bindparam("offset"))
+        .limit(bindparam("limit"))
+    )
+
+
+# The user's change counter (bumped by the triggers on `jobs`), 0 before their first job.
+_CHANGES_VALUE = func.coalesce(
+    select(job_changes_table.c.version).where(job_changes_table.c.user_id == bindparam("user_id")).scalar_subquery(),
+    literal_column("0"),
 )
+_CHANGES = Query(select(_CHANGES_VALUE.label("changes")))
+_GET_WITH_CHANGES = Query(_GET.statement.add_columns(_CHANGES_VALUE.label("changes")))  # what GET /jobs/{id} reads
+_READ_CHANGES = _GET_WITH_CHANGES.reader("changes")
+_JOB_WIDTH = len(signature(_job).parameters)  # a page row: the job's columns, then `_PAGE_EXTRA`
+_PAGE_EXTRA = ("total", "changes")
+
+
+@cache
+def _count_query(shape: _Shape) -> Query:
+    """How many jobs the filter matches, and the user's change counter (for an empty page)."""
+    return Query(select(func.count().label("total"), _CHANGES_VALUE.label("changes")).where(*_where(shape)))
+
+
+@cache
+def _page_query(shape: _Shape) -> Query:
+    """`_list_query`, each row followed by how many jobs the filter matches and the user's change
+    counter: what `GET /jobs` answers (its `X-Total-Count` and `ETag`) in one statement, so in one
+    round trip and from one snapshot. PostgreSQL runs both subqueries once (they are uncorrelated)."""
+    counted = jobs_table.alias("counted")
+    total = select(func.count()).select_from(counted).where(*_where(shape, counted.c)).scalar_subquery()
+    return Query(
+        _list_query(shape).statement.add_columns(total.label("total"), _CHANGES_VALUE.label("changes"))
+    )
+
+
+def _prefix_end(prefix: str) -> str | None:
+    """The least string above every string that starts with `prefix`, in code point order; None if none."""
+    while prefix:
+        last = ord(prefix[-1]) + 1
+        if last == 0xD800:  # no lone surrogates: skip their block
+            last = 0xE000
+        if last <= 0x10FFFF:
+            return prefix[:-1] + chr(last)
+        prefix = prefix[:-1]
+    return None
+
+
+def _filter_params(user_id: str, f: JobFilter) -> dict[str, Any]:
+    params: dict[str, Any] = {"user_id": user_id}
+    for i, status in enumerate(f.statuses):
+        params[f"status_{i}"] = status.value
+    if f.name is not None:
+        # No string is above U+10FFFF repeated: a prefix of only those ends past every name.
+        params["name_from"], params["name_to"] = f.name, _prefix_end(f.name) or "\U0010ffff" * (len(f.name) + 1)
+    if f.application is not None:
+        params["application"] = f.application
+    if f.created_after is not None:
+        params["created_after"] = f.created_after
+    if f.created_before is not None:
+        params["created_before"] = f.created_before
+    return params
+
+
+_LIST = _list_query(_shape(ALL_JOBS))
+
+
+def filtered_statements(user_id: str, filter: JobFilter, *, offset: int, limit: int) -> tuple[Any, Any]:
+    """The page and count statements `SqlJobStore` runs for this filter, with their values bound (to
+    look at their plans)."""
+    params = _filter_params(user_id, filter)
+    page = _list_query(_shape(filter)).statement.params(params | {"offset": offset, "limit": limit})
+    return page, _count_query(_shape(filter)).statement.params(params)
 _INSERTED = ("dispatch_status", "dispatch_attempts", "dispatch_payload")  # and a job's, but id and dispatch_*
 # One INSERT, atomic by itself: the job and its outbox entry, due now by the database's clock.
 _INSERT = Query(
@@ -204,9 +308,36 @@ class SqlJobStore:
         rows = await self._database.fetch(_GET, {"job_id": job_id})
         return _job(*rows[0]) if rows else None
 
-    async def list_for_user(self, user_id: str, *, offset: int, limit: int) -> list[Job]:
-        rows = await self._database.fetch(_LIST, {"user_id": user_id, "offset": offset, "limit": limit})
+    async def get_with_changes(self, job_id: int, user_id: str) -> tuple[Job | None, int]:
+        rows = await self._database.fetch(_GET_WITH_CHANGES, {"job_id": job_id, "user_id": user_id})
+        if not rows:
+            return None, await self.changes(user_id)
+        return _job(*rows[0][:_JOB_WIDTH]), _READ_CHANGES(rows[0])
+
+    async def list_for_user(
+        self, user_id: str, *, offset: int, limit: int, filter: JobFilter = ALL_JOBS
+    ) -> list[Job]:
+        if filter.is_empty:  # the hot path: no filter to look at
+            query, params = _LIST, {"user_id": user_id}
+        else:
+            query, params = _list_query(_shape(filter)), _filter_params(user_id, filter)
+        rows = await self._database.fetch(query, params | {"offset": offset, "limit": limit})
         return [_job(*row) for row in rows]
+
+    async def page_for_user(self, user_id: str, *, offset: int, limit: int, filter: JobFilter = ALL_JOBS) -> JobsPage:
+        shape, params = _shape(filter), _filter_params(user_id, filter)
+        page = _page_query(shape)
+        rows = await self._database.fetch(page, params | {"offset": offset, "limit": limit})
+        if rows:
+            total, changes = page.reader(*_PAGE_EXTRA)(rows[0])
+            return JobsPage(jobs=[_job(*row[:_JOB_WIDTH]) for row in rows], total=total, changes=changes)
+        count = _count_query(shape)  # past the end, or nothing matches: the count and counter alone
+        total, changes = count.reader(*_PAGE_EXTRA)((await self._database.fetch(count, params))[0])
+        return JobsPage(jobs=[], total=total, changes=changes)
+
+    async def changes(self, user_id: str) -> int:
+        rows = await self._database.fetch(_CHANGES, {"user_id": user_id})
+        return int(rows[0][0])
 
     async def add_with_dispatch(self, job: Job, payload: dict[str, Any]) -> Job:
         outbox = {"dispatch_status": DispatchStatus.pending.value, "dispatch_attempts": 0, "dispatch_payload": payload}

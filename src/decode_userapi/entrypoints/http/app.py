@@ -73,6 +73,7 @@ def create_app(services: Services, *, manage_adapters: bool = True) -> Litestar:
             allow_credentials=True,
             allow_methods=["*"],
             allow_headers=["*"],
+            expose_headers=["X-Total-Count", "ETag"],  # GET /jobs: read by scripts and pages across origins
         )
         if settings.frontend_url
         else None

@@ -1,19 +1,54 @@
-"""`/jobs`: start, follow and delete jobs."""
+"""`/jobs`: start, follow and delete jobs.
+
+`GET /jobs` and `GET /jobs/{id}` answer with a weak `ETag` and `Cache-Control: private, no-cache`:
+browsers then revalidate by themselves, and a matching `If-None-Match` gets 304 without the jobs
+being read (the tag comes from the caller's change counter, one cheap read)."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
-from litestar import Controller, delete, get, post
+from litestar import Controller, Response, delete, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, QueryParameter
-from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from litestar.openapi import ResponseSpec
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT, HTTP_304_NOT_MODIFIED
 
-from decode_userapi.domain.commands import JobCreate, JobView
+from decode_userapi.domain.commands import JobCreate, JobFilter, JobView
 from decode_userapi.domain.identity import Principal
 from decode_userapi.entrypoints.http.errors import error_responses
 from decode_userapi.entrypoints.http.guards import users_only
 from decode_userapi.services.jobs import JobService
+
+CACHE_CONTROL = "private, no-cache"  # a browser may keep it, and asks (If-None-Match) before each use
+_ENTITY_TAG = re.compile(r'\s*(?:W/)?"([^"]*)"\s*(?:,|$)')
+IfNoneMatch = Annotated[
+    str | None, HeaderParameter(name="If-None-Match", description="ETags of answers held: 304 if one is current", required=False)
+]
+NOT_MODIFIED = {304: ResponseSpec(None, description="Not Modified: the answer of the ETag sent is current")}
+
+
+def not_modified(if_none_match: str | None, tag: str) -> bool:
+    """Whether `If-None-Match` (RFC 9110 13.1.2: `*` or a list of entity tags, weakly compared)
+    names `tag`. A malformed field matches nothing: the full answer is never wrong."""
+    if if_none_match is None:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    opaque = tag.removeprefix("W/")
+    position, found = 0, False
+    while position < len(if_none_match):
+        match = _ENTITY_TAG.match(if_none_match, position)
+        if match is None or match.end() == position:
+            return False
+        found = found or f'"{match[1]}"' == opaque
+        position = match.end()
+    return found
+
+
+def _cached(tag: str) -> dict[str, str]:
+    return {"ETag": tag, "Cache-Control": CACHE_CONTROL}
 
 
 class JobsController(Controller):
@@ -25,19 +60,57 @@ class JobsController(Controller):
     async def applications(self, principal: NamedDependency[Principal], jobs: NamedDependency[JobService]) -> dict[str, Any]:
         return await jobs.applications()
 
-    @get("/", summary="The caller's jobs, newest first", responses=error_responses(401, 403, 422, 503))
+    @get(
+        "/",
+        summary="The caller's jobs, newest first; X-Total-Count: how many match the filters",
+        responses=NOT_MODIFIED | error_responses(401, 403, 422, 503),
+    )
     async def list_jobs(
         self,
         principal: NamedDependency[Principal],
         jobs: NamedDependency[JobService],
+        if_none_match: IfNoneMatch = None,
         offset: Annotated[int, QueryParameter(description="jobs to skip")] = 0,
         limit: Annotated[int, QueryParameter(description="at most this many, 1 to 1000")] = 100,
-    ) -> list[JobView]:
-        return await jobs.list(principal, offset=offset, limit=limit)
+        status: Annotated[
+            list[str] | None, QueryParameter(description="any of these statuses: repeated, or comma-separated")
+        ] = None,
+        name: Annotated[str | None, QueryParameter(description="job_name starts with this (taken literally)")] = None,
+        application: Annotated[str | None, QueryParameter(description="the application's name")] = None,
+        created_after: Annotated[
+            str | None, QueryParameter(description="created strictly after: ISO 8601 with an offset or Z")
+        ] = None,
+        created_before: Annotated[
+            str | None, QueryParameter(description="created strictly before: ISO 8601 with an offset or Z")
+        ] = None,
+    ) -> Response[list[JobView]]:
+        filter = JobFilter.from_query(
+            status=status or (), name=name, application=application,
+            created_after=created_after, created_before=created_before,
+        )  # fmt: skip
+        if if_none_match is not None:  # a revalidation: one cheap read decides it
+            tag = await jobs.list_tag(principal, offset=offset, limit=limit, filter=filter)
+            if not_modified(if_none_match, tag):
+                return Response(None, status_code=HTTP_304_NOT_MODIFIED, headers=_cached(tag))  # type: ignore[arg-type]
+        page = await jobs.page(principal, offset=offset, limit=limit, filter=filter)  # jobs, count and tag at once
+        return Response(page.jobs, headers=_cached(page.tag) | {"X-Total-Count": str(page.total)})
 
-    @get("/{job_id:int}", summary="One of the caller's jobs", responses=error_responses(401, 403, 404, 422, 503))
-    async def get_job(self, principal: NamedDependency[Principal], jobs: NamedDependency[JobService], job_id: FromPath[int]) -> JobView:
-        return await jobs.get(principal, job_id)
+    @get("/{job_id:int}", summary="One of the caller's jobs", responses=NOT_MODIFIED | error_responses(401, 403, 404, 422, 503))
+    async def get_job(
+        self,
+        principal: NamedDependency[Principal],
+        jobs: NamedDependency[JobService],
+        job_id: FromPath[int],
+        if_none_match: IfNoneMatch = None,
+    ) -> Response[JobView]:
+        if if_none_match is not None:  # a revalidation: one cheap read decides it
+            tag = await jobs.job_tag(principal, job_id)
+            if not_modified(if_none_match, tag):
+                if if_none_match.strip() == "*":  # "any answer you have": the job must exist (else 404)
+                    await jobs.get(principal, job_id)
+                return Response(None, status_code=HTTP_304_NOT_MODIFIED, headers=_cached(tag))  # type: ignore[arg-type]
+        view, tag = await jobs.get_tagged(principal, job_id)
+        return Response(view, headers=_cached(tag))
 
     @post(
         "/",
