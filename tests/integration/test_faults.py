@@ -353,8 +353,10 @@ async def test_sigkill_during_an_upload_leaves_no_partial_file(tmp_path, postgre
             )
             temps = await eventually(lambda: list(folder.glob(".upload-*.part")), timeout=20)  # the write is under way
             service.signal(signal.SIGKILL)
+            service.process.wait(timeout=10)  # type: ignore[union-attr]
+            release.set()  # the client sends the rest: to a dead process
             with pytest.raises(httpx.TransportError):
-                await upload
+                await asyncio.wait_for(upload, 10)
         service.stop()
         assert not (folder / "big.tif").exists()
         # Start-up does not (yet, on this branch) remove temp files left by a killed process: the one
