@@ -425,3 +425,52 @@ async def test_sigkill_during_status_updates_lands_each_whole_or_not_at_all(
                 assert after[job_id].date_started == before[job_id].date_started  # never overwritten
     finally:
         stop(service)
+
+
+# --- a replica paused past its lease --------------------------------------------------------------
+
+
+@pytest.mark.postgres
+async def test_a_replica_paused_past_its_lease_is_fenced_and_the_job_ends_right(
+    tmp_path, postgres_database_url, fake_workerfacing: FakeWorkerFacingApi
+):
+    a, b = (Service(tmp_path / name, postgres_database_url, fake_workerfacing.url) for name in ("a", "b"))
+    for service in (a, b):  # lease 3 s, attempt deadline 2 s
+        service.env.update(TOKEN_SIGNING_KEY="replicas-share-this-signing-key-0123456789")
+    fake_workerfacing.mode, fake_workerfacing.delay = "slow", 1.0
+    a.start()
+    try:
+        async with httpx.AsyncClient(base_url=a.base, timeout=30) as on_a:
+            headers = await login_over_http(on_a)
+            job_id = (await on_a.post("/jobs", headers=headers, json=job("paused"))).json()["id"]
+        await eventually(lambda: fake_workerfacing.requests >= 1)  # A claimed the job and is sending it
+        a.signal(signal.SIGSTOP)  # ... and stalls, past its lease
+        b.start()
+        async with httpx.AsyncClient(base_url=b.base, timeout=30) as on_b:
+            async def sent_by_b() -> dict[str, Any]:
+                deadline = time.monotonic() + 20
+                while (view := (await on_b.get(f"/jobs/{job_id}", headers=headers)).json())["dispatch"]["status"] != "sent":
+                    assert time.monotonic() < deadline, view
+                    await asyncio.sleep(0.05)
+                return view
+
+            view = await sent_by_b()  # A is stopped: only B can have recorded this
+            assert (view["dispatch"]["attempts"], view["dispatch"]["last_error"]) == (1, None)
+            a.signal(signal.SIGCONT)  # A wakes up with its stale lease and records its outcome ...
+            errors = a.stop()  # (SIGTERM: A finishes the delivery under way before it exits)
+            assert "dispatch.lease_lost" in errors, errors  # ... which the fence refuses
+            after = (await on_b.get(f"/jobs/{job_id}", headers=headers)).json()
+            assert after["dispatch"] == view["dispatch"] and after["status"] == "queued"
+
+            r = await on_b.put("/_job_status", headers=KEY, json={"job_id": job_id, "status": "finished", "runtime_details": "ok"})
+            assert (r.status_code, r.json()) == (200, "finished")
+            assert (await on_b.get(f"/jobs/{job_id}", headers=headers)).json()["status"] == "finished"
+        received = fake_workerfacing.received
+        assert len(received) == 2  # at least once: A's late send and B's
+        assert {p["job"]["meta"]["job_id"] for p in received} == {job_id}
+        assert len({p["job"]["meta"]["idempotency_key"] for p in received}) == 1
+    finally:
+        if a.process is not None and a.process.returncode is None:
+            a.signal(signal.SIGCONT)
+        stop(a)
+        stop(b)
