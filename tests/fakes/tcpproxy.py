@@ -1,4 +1,5 @@
-"""A TCP proxy on loopback that can be cut and restored: a database (or any server) going away."""
+"""A TCP proxy on loopback that can be cut and restored (a server going away) or stalled and resumed
+(a server that stops answering: a blackhole, where only the caller's own timeouts help)."""
 
 from __future__ import annotations
 
@@ -20,9 +21,14 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        self._flowing: asyncio.Event | None = None
         self.port = 0
+        self.stalled = 0  # chunks (either way) held back by `stall()` right now
 
     async def start(self) -> TcpProxy:
+        if self._flowing is None:
+            self._flowing = asyncio.Event()
+            self._flowing.set()
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -41,6 +47,16 @@ class TcpProxy:
 
     async def restore(self) -> None:
         await self.start()
+        await self.resume()
+
+    async def stall(self) -> None:
+        """Keep accepting connections, but forward nothing either way until `resume()` (or `cut()`)."""
+        assert self._flowing is not None
+        self._flowing.clear()
+
+    async def resume(self) -> None:
+        assert self._flowing is not None
+        self._flowing.set()
 
     async def aclose(self) -> None:
         await self.cut()
@@ -57,7 +73,7 @@ class TcpProxy:
             return
         self._writers.add(upstream_writer)
         try:
-            await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+            await asyncio.gather(self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer))
         except (asyncio.CancelledError, OSError):
             pass
         finally:
@@ -67,12 +83,19 @@ class TcpProxy:
             self._tasks.discard(task)
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(ConnectionError):
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    writer.close()
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert self._flowing is not None
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.read(65536):
+                if not self._flowing.is_set():
+                    self.stalled += 1
+                    try:
+                        await self._flowing.wait()
+                    finally:
+                        self.stalled -= 1
+                writer.write(data)
+                await writer.drain()
+        writer.close()
 
 
 class ThreadedTcpProxy:
@@ -101,6 +124,16 @@ class ThreadedTcpProxy:
 
     def restore(self) -> None:
         self._call(self._proxy.restore())
+
+    def stall(self) -> None:
+        self._call(self._proxy.stall())
+
+    def resume(self) -> None:
+        self._call(self._proxy.resume())
+
+    @property
+    def stalled(self) -> int:
+        return self._proxy.stalled
 
     def close(self) -> None:
         self._call(self._proxy.aclose())

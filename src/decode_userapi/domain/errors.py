@@ -71,6 +71,10 @@ class PayloadTooLarge(DomainError):
     """A body larger than the configured limit (HTTP 413)."""
 
 
+class StorageFull(DomainError):
+    """The file storage has no room left for this write (HTTP 507); nothing of it was kept."""
+
+
 class DependencyUnavailable(DomainError):
     """Something we depend on is down; the client may retry later (HTTP 503)."""
 

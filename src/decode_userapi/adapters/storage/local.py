@@ -26,7 +26,7 @@ import anyio.to_thread
 import structlog
 
 from decode_userapi.adapters.storage.janitor import Janitor
-from decode_userapi.domain.errors import Conflict, DomainError, NotFound, StorageUnavailable
+from decode_userapi.domain.errors import Conflict, DomainError, NotFound, StorageFull, StorageUnavailable
 from decode_userapi.domain.files import MAX_DEPTH, Entry, FileHTTPRequest, UserPath, check_username
 
 T = TypeVar("T")
@@ -35,6 +35,7 @@ log = structlog.get_logger(__name__)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # NONBLOCK: a FIFO can't hang us
 _TEMP_PREFIX, _TEMP_SUFFIX = ".upload-", ".part"
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})  # disk or quota full: 507, not "unavailable"
 
 
 def _is_temp(name: str) -> bool:
@@ -96,6 +97,8 @@ def _translate(e: OSError, path: UserPath) -> DomainError:
         return NotFound(f"{path} not found")
     if isinstance(e, (FileExistsError, IsADirectoryError)):
         return Conflict(f"{path} collides with an existing file or folder")
+    if e.errno in _FULL:
+        return StorageFull(f"no space left in file storage for {path}; nothing of it was kept")
     return StorageUnavailable(f"file storage failed on {path}: {e.strerror or e}")
 
 

@@ -25,6 +25,7 @@ STATUS: dict[type[e.DomainError], int] = {
     e.PayloadTooLarge: 413,
     e.InvalidRequest: 422,
     e.DependencyUnavailable: 503,
+    e.StorageFull: 507,
 }
 RETRY_AFTER_SECONDS = "5"
 

@@ -158,7 +158,7 @@ class FilesController(Controller):
             "component of its file name. One part answers its `FileInfo`, several a list of them, in order; "
             "if one fails, none of the request's files are kept."
         ),
-        responses=error_responses(400, 401, 403, 405, 409, 413, 422, 503),
+        responses=error_responses(400, 401, 403, 405, 409, 413, 422, 503, 507),
     )
     async def create(
         self,
