@@ -353,8 +353,8 @@ class Bench:
                 load = MachineLoad()
                 result = run_wrk(self, name, path, seconds=self.seconds, port=port, pid=bare.pid)
                 self.loads.append(load.stop())
-                notes = [f"mean {result.mean_ms:.2f} ms, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, "
-                         f"CPU {result.cpu_ms:.3f} ms/req",
+                notes = [(f"mean {result.mean_ms:.2f} ms, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, "
+                          f"CPU {result.cpu_ms:.3f} ms/req"),
                          *result.notes()]
                 if load.foreign > FOREIGN_NOISE:
                     notes.append(f"NOISY: other processes used {load.describe_foreign()} meanwhile")

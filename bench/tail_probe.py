@@ -236,8 +236,9 @@ def main() -> int:
         processes.append(subprocess.Popen(
             ["taskset", "-c", "1", sys.executable, str(BENCH_DIR / "fake_workerfacing.py"), "--port", str(fake_port),
              "--api-key", key], cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        service = subprocess.Popen(["taskset", "-c", "0", sys.executable, __file__, "--serve", str(port)], cwd=tmp,
-                                   env=env, stdout=open(tmp / "service.log", "wb"), stderr=subprocess.STDOUT)
+        with open(tmp / "service.log", "wb") as log:  # the child keeps its own descriptor
+            service = subprocess.Popen(["taskset", "-c", "0", sys.executable, __file__, "--serve", str(port)],
+                                       cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT)
         processes.append(service)
         base = f"http://127.0.0.1:{port}"
         for _ in range(300):
