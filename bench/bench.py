@@ -353,7 +353,8 @@ class Bench:
                 load = MachineLoad()
                 result = run_wrk(self, name, path, seconds=self.seconds, port=port, pid=bare.pid)
                 self.loads.append(load.stop())
-                notes = [f"mean {result.mean_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, CPU {result.cpu_ms:.3f} ms/req",
+                notes = [(f"mean {result.mean_ms:.2f} ms, p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, "
+                          f"CPU {result.cpu_ms:.3f} ms/req"),
                          *result.notes()]
                 if load.foreign > FOREIGN_NOISE:
                     notes.append(f"NOISY: other processes used {load.describe_foreign()} meanwhile")
@@ -440,7 +441,7 @@ class Bench:
             if opened > 0:
                 row.notes.append(f"service opened {opened} new PostgreSQL connections")
         for note in row.notes:
-            if note.startswith("WRONG ANSWER") or "non-2xx" in note:
+            if note.startswith(("WRONG ANSWER", "TAIL")) or "non-2xx" in note:
                 self.findings.append(f"{row.name}: {note}")
         self.rows.append(row)
         self.log(f"  -> {summary(row)}")
@@ -517,13 +518,14 @@ class Bench:
             return "" if value is None else format(value, fmt)
 
         lines = ["# decode-userapi benchmark", "", *self.header(command), "", "## Scenarios", "",
-                 "| scenario | req/s | mean ms | p99 ms | CPU ms/req | MiB/s | seconds | RSS growth MiB "
+                 "| scenario | req/s | mean ms | p50 ms | p99 ms | CPU ms/req | MiB/s | seconds | RSS growth MiB "
                  "| target | original | notes |",
-                 "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
+                 "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|"]
         for r in self.rows:
             notes = f"**could not run: {r.error}**" if r.error else "; ".join(r.notes)
             lines.append(
-                f"| {r.name} | {num(r.rps, ',.0f')} | {num(r.mean_ms, '.2f')} | {num(r.p99_ms, '.2f')} "
+                f"| {r.name} | {num(r.rps, ',.0f')} | {num(r.mean_ms, '.2f')} | {num(r.p50_ms, '.2f')} "
+                f"| {num(r.p99_ms, '.2f')} "
                 f"| {num(r.cpu_ms, '.3f')} | {num(r.mib_s, ',.0f')} | {num(r.seconds, '.2f')} "
                 f"| {num(r.rss_mib, '+.1f')} | {r.target} | {r.original} | {notes.replace('|', '/')} |"
             )
@@ -542,7 +544,7 @@ def summary(row: Row) -> str:
         return f"could not run: {row.error}"
     parts = []
     if row.rps is not None:
-        parts.append(f"{row.rps:,.0f} req/s, mean {row.mean_ms:.2f} ms, p99 {row.p99_ms:.2f} ms")
+        parts.append(f"{row.rps:,.0f} req/s, mean {row.mean_ms:.2f} ms, p50 {row.p50_ms:.2f} ms, p99 {row.p99_ms:.2f} ms")
     if row.cpu_ms is not None:
         parts.append(f"CPU {row.cpu_ms:.3f} ms/req")
     if row.mib_s is not None:

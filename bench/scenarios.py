@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 WRK_DIR = Path(__file__).with_name("wrk")
 MiB = 1 << 20
+# A row whose p99 is more than this many times its p50 says so ("TAIL"): with every connection
+# served in turn, p99 stays within a small multiple of p50; beyond it some requests wait on others.
+TAIL_LIMIT = 4.0
 
 
 @dataclass
@@ -35,6 +38,7 @@ class Row:
     original: str = ""
     rps: float | None = None
     mean_ms: float | None = None
+    p50_ms: float | None = None
     p99_ms: float | None = None
     cpu_ms: float | None = None
     mib_s: float | None = None
@@ -50,6 +54,7 @@ class WrkResult:
     seconds: float
     rps: float
     mean_ms: float
+    p50_ms: float
     p99_ms: float
     max_ms: float
     non_2xx: int
@@ -63,6 +68,8 @@ class WrkResult:
             out.append(f"{self.non_2xx} non-2xx answers")
         if self.socket_errors:
             out.append(f"{self.socket_errors} socket errors/timeouts")
+        if self.p50_ms and self.p99_ms > TAIL_LIMIT * self.p50_ms:
+            out.append(f"TAIL: p99 {self.p99_ms / self.p50_ms:.1f} × p50 (max {self.max_ms:,.0f} ms)")
         return out
 
 
@@ -96,6 +103,7 @@ def run_wrk(b: Bench, name: str, path: str, *, seconds: float, port: int | None 
         seconds=duration,
         rps=requests / duration if duration else 0.0,
         mean_ms=data["latency_us"]["mean"] / 1000,
+        p50_ms=data["latency_us"]["p50"] / 1000,
         p99_ms=data["latency_us"]["p99"] / 1000,
         max_ms=data["latency_us"]["max"] / 1000,
         non_2xx=int(errors["status"]),
@@ -107,6 +115,7 @@ def run_wrk(b: Bench, name: str, path: str, *, seconds: float, port: int | None 
 
 def wrk_row(row: Row, result: WrkResult) -> Row:
     row.rps, row.mean_ms, row.p99_ms, row.cpu_ms = result.rps, result.mean_ms, result.p99_ms, result.cpu_ms
+    row.p50_ms = result.p50_ms
     row.notes += result.notes()
     return row
 
@@ -257,7 +266,7 @@ def job_submission(b: Bench) -> Row:
     lost = len(lost_no_row) + len(lost_undelivered)
     phantom = len(phantom_rows) + len(phantom_deliveries)
 
-    row.rps, row.mean_ms, row.p99_ms = result.rps, result.mean_ms, result.p99_ms
+    row.rps, row.mean_ms, row.p50_ms, row.p99_ms = result.rps, result.mean_ms, result.p50_ms, result.p99_ms
     created = statuses.get("201", 0)
     row.cpu_ms = (cpu_after - cpu_before) * 1000 / created if created else None
     row.notes += result.notes()

@@ -470,6 +470,14 @@ class Database:
         self._start_lock = asyncio.Lock()
         self._started = False
         self._compiled: dict[Query, _Compiled] = {}
+        # Checkouts wait their turn here, first come first served, so the pool itself is never waited
+        # on. SQLAlchemy's asyncio pool hands a returned connection to whoever asks next, not to the
+        # longest waiter (the waiter it passes over queues again at the back): with 32 requests on 10
+        # connections, most waited nothing and a few up to 1.7 s, the tail of GET /jobs
+        # (bench/RESULTS.md, "Tail latency"). asyncio's Semaphore hands each release to its oldest waiter.
+        self._pool_timeout = pool_timeout
+        self._permits = pool_size + max_overflow if pool_size > 0 and max_overflow >= 0 else 0
+        self._gate = asyncio.Semaphore(self._permits) if self._permits else None
         options: dict[str, Any] = {
             "echo": echo,
             # A fixed pool: overflow connections are opened and closed again under load, and each
@@ -559,6 +567,8 @@ class Database:
         """Close pooled connections. Idempotent; the engine reconnects if used again."""
         self._started = False
         await self.engine.dispose()
+        if self._permits:  # a new gate: the old one may be bound to an event loop that is gone
+            self._gate = asyncio.Semaphore(self._permits)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -566,17 +576,41 @@ class Database:
 
         Only the database's own failures become `StoreUnavailable`; errors of the block pass as they are.
         """
-        with translate_errors():
-            conn = await self.engine.connect()
+        gate = await self._turn()
         try:
             with translate_errors():
-                await conn.begin()
-            yield conn
-            with translate_errors():
-                await conn.commit()
+                conn = await self.engine.connect()
+            try:
+                with translate_errors():
+                    await conn.begin()
+                yield conn
+                with translate_errors():
+                    await conn.commit()
+            finally:
+                with translate_errors():
+                    await conn.close()  # rolls back a transaction still open
         finally:
+            if gate is not None:
+                gate.release()
+
+    async def _turn(self) -> asyncio.Semaphore | None:
+        """Wait, in arrival order, until a pooled connection is free for this caller; the gate to
+        release afterwards. Waiting longer than the pool timeout is `StoreUnavailable`."""
+        gate = self._gate
+        if gate is None:
+            return None
+        if not gate.locked():  # a connection is free and nobody is waiting: no suspension
+            await gate.acquire()
+            return gate
+        try:
+            async with asyncio.timeout(self._pool_timeout):
+                await gate.acquire()
+        except TimeoutError as e:
             with translate_errors():
-                await conn.close()  # rolls back a transaction still open
+                raise exc.TimeoutError(
+                    f"no database connection free within {self._pool_timeout:g} s ({self._permits} in the pool)"
+                ) from e
+        return gate
 
     async def fetch(self, query: Query, params: Mapping[str, Any]) -> list[Sequence[Any]]:
         """The rows of `query` (a read, or a write with RETURNING that commits by itself), read with
@@ -587,16 +621,21 @@ class Database:
         if self.backend != "postgresql":
             async with self.transaction() as conn:
                 return list(await execute(conn, query.statement, params))
-        with translate_errors():
-            conn = await self.engine.connect()
+        gate = await self._turn()
         try:
-            with translate_errors(query):
-                driver: Any = (await conn.get_raw_connection()).driver_connection
-                sql, binds = self._compiled.get(query) or await self._compile(query, driver)
-                return await driver.fetch(sql, *[p(params[n]) if p else params[n] for n, p in binds])  # type: ignore[no-any-return]
-        finally:
             with translate_errors():
-                await conn.close()
+                conn = await self.engine.connect()
+            try:
+                with translate_errors(query):
+                    driver: Any = (await conn.get_raw_connection()).driver_connection
+                    sql, binds = self._compiled.get(query) or await self._compile(query, driver)
+                    return await driver.fetch(sql, *[p(params[n]) if p else params[n] for n, p in binds])  # type: ignore[no-any-return]
+            finally:
+                with translate_errors():
+                    await conn.close()
+        finally:
+            if gate is not None:
+                gate.release()
 
     async def _compile(self, query: Query, driver: Any) -> _Compiled:
         """`query` as asyncpg SQL with `$n` parameters, and each one's name and bind processor in
