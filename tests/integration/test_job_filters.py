@@ -5,19 +5,18 @@ PostgreSQL's plans for a user with many jobs."""
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import text
 
-from decode_userapi.adapters.jobs.memory import InMemoryJobStore
 from decode_userapi.adapters.jobs.sqlalchemy import SqlJobStore, filtered_statements
 from decode_userapi.adapters.sql import Database
 from decode_userapi.domain.commands import ALL_JOBS, JobFilter
 from decode_userapi.domain.errors import InvalidRequest
 from decode_userapi.domain.jobs import Job, JobStatus
 from decode_userapi.ports.jobs import JobStore
+from tests.integration import test_job_store
 from tests.integration.test_job_store import PAYLOAD, T0, make_job
 
 USERS = ("alice", "bob", "carol")
@@ -26,12 +25,7 @@ APPS = ("decode", "decode_fit", "comet")
 STEMS = ("train", "train_", "train%", "trainer", "fit.a", "fit-b", "Fit", "a_b", "a%b", "ab", "x+y")
 
 
-@pytest.fixture
-async def store(store_database_url: str | None) -> AsyncIterator[JobStore]:
-    store = InMemoryJobStore() if store_database_url is None else SqlJobStore(Database(store_database_url))
-    await store.start()
-    yield store
-    await store.aclose()
+store = test_job_store.store  # the fixture: every adapter, a fresh database each
 
 
 def random_jobs(rng: random.Random, count: int) -> list[Job]:
