@@ -105,3 +105,25 @@ def test_s3_cleanup_aborts_stale_multipart_uploads(tmp_path, local_aws):
     assert admin.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     r = cli(tmp_path, "s3", "cleanup")
     assert r.returncode == 2 and "FILESYSTEM=s3" in r.stderr
+
+
+def test_jobs_commands_show_a_jobs_history_and_cancel_it(tmp_path):
+    import asyncio
+    import json
+
+    from decode_userapi import ApplicationSpec, JobCreate, UserApi
+
+    async def submit() -> int:
+        async with UserApi.embedded(tmp_path / "data", workerfacing_api_url="http://127.0.0.1:9") as api:
+            ada = await api.register("ada", "analytical-1")
+            job = await api.jobs.create(ada, JobCreate(job_name="run", application=ApplicationSpec("decode", "v0_10_1", "train")))
+            assert job.id is not None
+            return job.id
+
+    job_id = asyncio.run(submit())
+    r = cli(tmp_path, "jobs", "cancel", str(job_id))
+    assert r.returncode == 0 and f"canceled job {job_id} (run) of ada" in r.stdout, r.stderr
+    r = cli(tmp_path, "jobs", "events", str(job_id), "--json")
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    first, last = events[0], events[-1]
+    assert (first["kind"], first["status"], last["kind"], last["status"]) == ("created", "queued", "cancel", "canceled")
