@@ -112,6 +112,8 @@ def test_jobs_commands_show_a_jobs_history_and_cancel_it(tmp_path, monkeypatch, 
     import asyncio
     import json
 
+    from structlog.testing import capture_logs
+
     from decode_userapi import ApplicationSpec, JobCreate, Settings, UserApi
     from decode_userapi.entrypoints.cli import main
 
@@ -129,14 +131,15 @@ def test_jobs_commands_show_a_jobs_history_and_cancel_it(tmp_path, monkeypatch, 
             assert job.id is not None
             return job.id
 
-    job_id = asyncio.run(submit())
-    assert main(["jobs", "cancel", str(job_id)]) == 0
-    assert f"canceled job {job_id} (run) of ada; dispatch canceled" in capsys.readouterr().out
-    assert main(["jobs", "cancel", str(job_id)]) == 1
-    assert "ended already (canceled)" in capsys.readouterr().err
-    assert main(["jobs", "events", str(job_id), "--json"]) == 0
-    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [(e["kind"], e["status"]) for e in events] == [("created", "queued"), ("cancel", "canceled")]
-    assert main(["jobs", "events", str(job_id)]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    with capture_logs():  # the service's log lines, which would go to stdout here
+        job_id = asyncio.run(submit())
+        assert main(["jobs", "cancel", str(job_id)]) == 0
+        assert f"canceled job {job_id} (run) of ada; dispatch canceled" in capsys.readouterr().out
+        assert main(["jobs", "cancel", str(job_id)]) == 1
+        assert "ended already (canceled)" in capsys.readouterr().err
+        assert main(["jobs", "events", str(job_id), "--json"]) == 0
+        events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert [(e["kind"], e["status"]) for e in events] == [("created", "queued"), ("cancel", "canceled")]
+        assert main(["jobs", "events", str(job_id)]) == 0
+        lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and "cancel" in lines[1] and "not yet delivered" in lines[1]
