@@ -118,8 +118,11 @@ async def test_on_change_is_told_after_commits_that_recorded_events(store_databa
 
 @pytest.mark.postgres
 async def test_seq_values_commit_in_order_under_concurrent_writes(postgres_database_url: str) -> None:
-    """Many concurrent status updates of one user's jobs: at any moment, what `events_since(0)` shows
-    is ordered and has no hole a later commit could fill (a resumed stream misses nothing)."""
+    """Many concurrent writes of one user's jobs, some in transactions held open a little after
+    their event (so later events are recorded while earlier ones are not committed yet): at any
+    moment, what `events_since(0)` shows is ordered and has no hole a later commit could fill (a
+    stream resumed after the last seq it saw misses nothing). A seq taken from an identity or a
+    sequence fails this: values are handed out at insert and commit in any order."""
     store = SqlJobStore(Database(postgres_database_url))
     await store.start()
     try:
@@ -141,6 +144,11 @@ async def _concurrent_updates(store: JobStore) -> None:
     async def drive(job):  # type: ignore[no-untyped-def]
         current = job
         for i in range(12):
+            if i % 3 == 2:  # an event in a unit of work that commits a moment later
+                async with store.unit_of_work() as uow:
+                    await uow.add_event(job.id, "alice", EventNote(DISPATCH, details=str(i)))
+                    await asyncio.sleep(0.003)
+                continue
             after = msgspec.structs.replace(current, runtime_details=f"{current.runtime_details or ''}{i}")
             assert await store.replace_status(current, after, details=str(i))
             current = after
