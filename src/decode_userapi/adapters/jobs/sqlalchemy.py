@@ -205,6 +205,7 @@ def filtered_statements(user_id: str, filter: JobFilter, *, offset: int, limit: 
     page = _list_query(_shape(filter)).statement.params(params | {"offset": offset, "limit": limit})
     return page, _count_query(_shape(filter)).statement.params(params)
 
+
 # Events. A write of jobs that records an event RETURNs at least the job's `id` and `user_id`; the
 # event's values are binds named `event_*` (`_note_params`), its time the database's clock, its
 # `seq` the triggers' (see `adapters.sql`). On PostgreSQL the write and its event are one statement
