@@ -23,12 +23,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Request, Response, get
 from litestar.exceptions import NotFoundException
+from litestar.params import Parameter
 
 from decode_userapi.config import Settings
+
+AssetPath = Annotated[Path | None, Parameter(description="a file of the page")]
 
 UI_PATH = "/ui"
 CACHE_CONTROL = "no-cache"  # keep, but revalidate (ETag) before each use: assets are not fingerprinted
@@ -132,7 +135,7 @@ def web_handlers(settings: Settings, environ: Mapping[str, str]) -> list[Any]:
         return Response(asset.body, media_type=asset.media_type, headers=headers)
 
     @get([f"{UI_PATH}/", f"{UI_PATH}/{{name:path}}"], include_in_schema=False, sync_to_thread=False)
-    def ui(request: Request[Any, Any, Any], name: Path | None = None) -> Response[bytes]:
+    def ui(request: Request[Any, Any, Any], name: AssetPath = None) -> Response[bytes]:
         wanted = str(name).strip("/") if name is not None else ""
         return answer(request, wanted or "index.html")
 

@@ -214,17 +214,17 @@ export class JobPage {
 
 // Which field of the form an API refusal names, from its `detail` (the API names the field first).
 const FIELD_WORDS = [
-  ["job_name", /job_name|job name|name/i],
+  ["env_vars", /^env var|env_vars/i],
+  ["job_name", /job_name|job named/i],
   ["priority", /priority/i],
-  ["environment", /environment/i],
-  ["entrypoint", /entrypoint/i],
-  ["version", /version/i],
-  ["application", /application/i],
-  ["config_id", /config_id|config/i],
-  ["data_ids", /data_ids|data/i],
-  ["artifact_ids", /artifact_ids|artifact/i],
-  ["env_vars", /env/i],
-  ["hardware", /hardware|cpu|memory|gpu/i],
+  ["environment", /^environment/i],
+  ["entrypoint", /has no entrypoint|\.entrypoint/i],
+  ["version", /has no version|\.version/i],
+  ["application", /unknown application|^application/i],
+  ["config_id", /config_id/i],
+  ["data_ids", /data_ids/i],
+  ["artifact_ids", /artifact_ids/i],
+  ["hardware", /hardware|cpu_cores|memory|gpu_/i],
 ];
 
 const INPUT_FOLDERS = { config_id: "config", data_ids: "data", artifact_ids: "artifact" };
@@ -380,7 +380,7 @@ export class JobForm {
   }
 
   showError(detail) {
-    const found = FIELD_WORDS.find(([, pattern]) => pattern.test(detail.split(":")[0]) || pattern.test(detail));
+    const found = FIELD_WORDS.find(([, pattern]) => pattern.test(detail));
     const slot = found && document.getElementById(`e-${found[0]}`);
     if (!slot) {
       document.getElementById("form-error").textContent = detail;
