@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,13 +78,16 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+def _require_chromium() -> None:
     if chromium_path() is None:
         if os.environ.get("DECODE_REQUIRE_BROWSER") == "1":
             pytest.fail("Chromium is not installed (apt-get install chromium), and DECODE_REQUIRE_BROWSER=1")
         pytest.skip("Chromium is not installed (apt-get install chromium)")
-    home = tmp_path_factory.mktemp("web")
+
+
+@contextmanager
+def serve(home: Path, extra_env: dict[str, str]) -> Iterator[Service]:
+    """`decode-userapi serve` in `home`, with a fake worker-facing API beside it."""
     port = _free_port()
     data_root = (home / "user_data").resolve()
     prefixes = ("DECODE_", "DATABASE_", "AUTH", "COGNITO_", "INTERNAL_API", "WORKERFACING", "USER_DATA", "FILESYSTEM", "AWS_")
@@ -95,6 +99,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
             "USER_DATA_ROOT_PATH": str(data_root),
             "DATABASE_URL": f"sqlite:///{home / 'userapi.db'}",
             "LOG_LEVEL": "WARNING",
+            **extra_env,
         }
         process = subprocess.Popen(
             [sys.executable, "-m", "decode_userapi.entrypoints.cli", "serve", "--port", str(port), "--log-level", "warning"],
@@ -118,7 +123,67 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 
 @pytest.fixture(scope="session")
-def browser(service: Service) -> Iterator[Any]:
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The embedded default: built-in identity, accounts open (AUTH=1)."""
+    _require_chromium()
+    with serve(tmp_path_factory.mktemp("web"), {}) as running:
+        yield running
+
+
+@dataclass
+class CognitoPool:
+    endpoint: str
+    username: str
+    password: str
+
+
+@pytest.fixture(scope="session")
+def cognito_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, CognitoPool]]:
+    """The service signing in with Cognito: a user pool on moto's server, a user in `users`."""
+    _require_chromium()
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        region = "us-east-1"  # where moto answers the unsigned calls a browser makes (InitiateAuth)
+        credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        admin = boto3.client("cognito-idp", endpoint_url=endpoint, region_name=region, **credentials)
+        pool_id = admin.create_user_pool(PoolName="decode-web")["UserPool"]["Id"]
+        client_id = admin.create_user_pool_client(
+            UserPoolId=pool_id, ClientName="web", ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH"],
+            ReadAttributes=["email", "email_verified"],
+        )["UserPoolClient"]["ClientId"]
+        pool = CognitoPool(endpoint, "ada-cognito", "Correct-horse-42")
+        admin.admin_create_user(
+            UserPoolId=pool_id, Username=pool.username, MessageAction="SUPPRESS",
+            UserAttributes=[{"Name": "email", "Value": "ada@example.org"}, {"Name": "email_verified", "Value": "true"}],
+        )
+        admin.admin_set_user_password(UserPoolId=pool_id, Username=pool.username, Password=pool.password, Permanent=True)
+        admin.create_group(UserPoolId=pool_id, GroupName="users")
+        admin.admin_add_user_to_group(UserPoolId=pool_id, Username=pool.username, GroupName="users")
+        env = {
+            "COGNITO_USER_POOL_ID": pool_id,
+            "COGNITO_CLIENT_ID": client_id,
+            "COGNITO_REGION": region,
+            "COGNITO_JWKS_URL": f"{endpoint}/{pool_id}/.well-known/jwks.json",
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": region,
+        }
+        with serve(tmp_path_factory.mktemp("web-cognito"), env) as running:
+            yield running, pool
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    _require_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -153,13 +218,13 @@ class Watched:
         assert not self.problems, "\n".join(self.problems)
 
 
-def watch(context: Any, origin: str, folder: Path) -> Watched:
+def watch(context: Any, origins: tuple[str, ...], folder: Path) -> Watched:
     page = context.new_page()
     page.set_default_timeout(10_000)
-    watched = Watched(page, origin, folder)
+    watched = Watched(page, origins[0], folder)
 
     def route(route: Any) -> None:
-        if route.request.url.startswith(origin):
+        if route.request.url.startswith(tuple(f"{origin}/" for origin in origins)):
             route.continue_()
         else:  # the network is cut: nothing but the service itself
             watched.problems.append(f"request outside the service: {route.request.url}")
@@ -173,10 +238,32 @@ def watch(context: Any, origin: str, folder: Path) -> Watched:
     return watched
 
 
+@dataclass
+class Site:
+    """A running service and how a user signs in to it."""
+
+    service: Service
+    identity: str
+    username: str  # the user's name in the page and their folder under USER_DATA_ROOT_PATH
+    password: str
+    origins: tuple[str, ...]  # where the page may send requests: the service, and Cognito's endpoint
+
+
 @pytest.fixture
-def web(browser: Any, service: Service, request: pytest.FixtureRequest) -> Iterator[Watched]:
+def site(request: pytest.FixtureRequest) -> Site:
+    """`builtin` unless a test asks for more with `@pytest.mark.parametrize("site", [...], indirect=True)`."""
+    identity = getattr(request, "param", "builtin")
+    if identity == "cognito":
+        service, pool = request.getfixturevalue("cognito_service")
+        return Site(service, identity, pool.username, pool.password, (service.url, pool.endpoint))
+    service = request.getfixturevalue("service")
+    return Site(service, identity, "", "", (service.url,))
+
+
+@pytest.fixture
+def web(browser: Any, site: Site, request: pytest.FixtureRequest) -> Iterator[Watched]:
     context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
-    watched = watch(context, service.url, ARTIFACTS / request.node.name.removeprefix("test_"))
+    watched = watch(context, site.origins, ARTIFACTS / request.node.name.removeprefix("test_"))
     try:
         yield watched
     finally:

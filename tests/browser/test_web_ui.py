@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.browser.conftest import Service, Watched
+from tests.browser.conftest import Service, Site, Watched
 
 PASSWORD = "correct-horse-1"
 PARAM_YAML = "# DECODE training parameters\nSimulation:\n  density: 0.5\n  frame_size: [64, 64]\n"
@@ -27,6 +27,7 @@ def _stack(path: Path, frames: int = 3) -> None:
 
 
 def _sign_up(web: Watched, username: str) -> None:
+    """A new account (built-in identity, AUTH=1): the dialog's "Create an account"."""
     page = web.page
     page.wait_for_selector("#sign-in[open]")
     page.fill("#username", username)
@@ -34,6 +35,22 @@ def _sign_up(web: Watched, username: str) -> None:
     web.shot("sign-in")
     page.click("#register")
     page.wait_for_selector(f"#who-name:text-is('Signed in as {username}')")
+
+
+def _sign_in(web: Watched, site: Site, new_username: str) -> str:
+    """Signed in on `site`: a new account with the built-in identity, the pool's user with Cognito."""
+    if site.identity == "builtin":
+        _sign_up(web, new_username)
+        return new_username
+    page = web.page
+    page.wait_for_selector("#sign-in[open]")
+    assert page.is_hidden("#register")  # Cognito accounts are made elsewhere
+    page.fill("#username", site.username)
+    page.fill("#password", site.password)
+    web.shot("sign-in")
+    page.click("#sign-in-submit")
+    page.wait_for_selector(f"#who-name:text-is('Signed in as {site.username}')")
+    return site.username
 
 
 def _open_folder(page: Any, path: str) -> None:
@@ -56,11 +73,12 @@ def _axe(page: Any) -> None:
     assert not violations, "\n".join(f"{v['id']}: {v['help']} {[n['target'] for n in v['nodes']]}" for v in violations)
 
 
-def test_a_training_from_upload_to_deleted(web: Watched, service: Service, tmp_path: Path):
-    page = web.page
+@pytest.mark.parametrize("site", ["builtin", "cognito"], indirect=True)
+def test_a_training_from_upload_to_deleted(web: Watched, site: Site, tmp_path: Path):
+    page, service = web.page, site.service
     page.goto(f"{service.url}/")  # a browser at the root is sent to the page
     assert page.url == f"{service.url}/ui/"
-    _sign_up(web, "ada@example.org")
+    username = _sign_in(web, site, "ada@example.org")
     page.wait_for_selector("#tree button[data-path='data/']")
     web.shot("files")
     _axe(page)
@@ -90,7 +108,8 @@ def test_a_training_from_upload_to_deleted(web: Watched, service: Service, tmp_p
     assert page.locator("#upload-list .upload-state:text-is('done')").count() == FILES_IN_FOLDER
     assert page.eval_on_selector("#upload-total", "p => p.value") == 1
     web.shot("uploaded-folder")
-    stored = sorted(p.name for p in (service.data_root / "ada@example.org" / "data" / "run1").iterdir())
+    assert page.text_content("#tree button[data-path='data/run1/'] + .size").endswith("kB")  # the folder's total
+    stored = sorted(p.name for p in (service.data_root / username / "data" / "run1").iterdir())
     assert len(stored) == FILES_IN_FOLDER and "frames.tif" in stored
 
     # Previews: the YAML as text, the TIFF's first frame as an image.
@@ -134,7 +153,7 @@ def test_a_training_from_upload_to_deleted(web: Watched, service: Service, tmp_p
     _badge(page, "running")
     page.wait_for_selector("#job-runtime:text('epoch 1/10')")
     web.shot("job-running")
-    user_root = service.data_root / "ada@example.org"
+    user_root = service.data_root / username
     (user_root / "output" / "train1").mkdir(parents=True)
     (user_root / "output" / "train1" / "emitters.csv").write_bytes(b"x,y,photons\n1.5,2.5,1000\n")
     (user_root / "log" / "train1").mkdir(parents=True)

@@ -4,7 +4,7 @@
 // the service's thumbnail endpoint, since browsers do not render TIFF).
 
 import { ApiError, filesUrl } from "./api.js";
-import { ask, el, parseSize, saveBlob, say } from "./ui.js";
+import { ask, el, formatSize, parseSize, saveBlob, say } from "./ui.js";
 
 const TEXT = /\.(ya?ml|txt|json|csv|log|md|py|toml|ini|cfg|sh)$/i;
 const IMAGE = /\.(tiff?|png|jpe?g|gif|bmp|webp)$/i;
@@ -68,10 +68,33 @@ export class FilesView {
     if (open) await this.reveal(open);
   }
 
+  // A folder's own entries; its subfolders with the total size of their files (one recursive listing;
+  // a tree too large for one falls back to the entries alone).
   async list(folder) {
-    const entries = await this.api.get(`${folder ? filesUrl(folder) : "/files/"}?show_dirs=true`);
-    this.children.set(folder, entries);
-    return entries;
+    const base = folder ? filesUrl(folder) : "/files/";
+    let entries;
+    let recursive = true;
+    try {
+      entries = await this.api.get(`${base}?show_dirs=true&recursive=true`);
+    } catch (error) {
+      if (!(error instanceof ApiError && error.status === 413)) throw error;
+      recursive = false;
+      entries = await this.api.get(`${base}?show_dirs=true`);
+    }
+    const own = [];
+    const totals = new Map();
+    for (const info of entries) {
+      const rest = info.path.slice(folder.length);
+      const cut = rest.indexOf("/");
+      if (cut < 0 || cut === rest.length - 1) own.push({ ...info });
+      if (info.type === "file" && cut >= 0) {
+        const top = folder + rest.slice(0, cut + 1);
+        totals.set(top, (totals.get(top) || 0) + parseSize(info.size));
+      }
+    }
+    if (recursive) for (const info of own) if (info.type === "directory") info.size = formatSize(totals.get(info.path) || 0);
+    this.children.set(folder, own);
+    return own;
   }
 
   async refresh() {

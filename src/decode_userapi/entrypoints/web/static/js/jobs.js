@@ -20,6 +20,7 @@ class Watch {
     this.etag = null;
     this.timer = null;
     this.running = false;
+    this.generation = 0; // one polling loop at a time: a restart leaves the older one to end
   }
 
   start() {
@@ -35,17 +36,19 @@ class Watch {
   }
 
   async tick() {
+    const generation = ++this.generation;
     const path = this.path();
     try {
       const headers = this.etag ? { "If-None-Match": this.etag } : {};
       const response = await this.api.request("GET", path, { raw: true, headers });
-      if (!this.running || path !== this.path()) return;
+      const text = await response.text(); // read whole even when stale: an unread body is cancelled
+      if (!this.running || generation !== this.generation) return;
       if (response.status !== 304) {
         this.etag = response.headers.get("ETag");
-        await this.onChange(await response.json(), response);
+        await this.onChange(JSON.parse(text), response);
       }
     } catch (error) {
-      if (!this.running) return;
+      if (!this.running || generation !== this.generation) return;
       if (error instanceof ApiError && error.status === 404) {
         this.stop();
         await this.onChange(null, null);
@@ -53,7 +56,7 @@ class Watch {
       }
       say(`Could not refresh: ${error.message}`, true);
     }
-    if (this.running) this.timer = setTimeout(() => this.tick(), POLL_MS);
+    if (this.running && generation === this.generation) this.timer = setTimeout(() => this.tick(), POLL_MS);
   }
 
   refresh() {
@@ -81,6 +84,7 @@ export class JobsTable {
       this.offset = 0;
       this.watch.refresh();
     });
+    if (features.cancel) document.getElementById("filter-status").append(el("option", { text: "canceled" }));
     document.getElementById("jobs-prev").addEventListener("click", () => this.page(-PAGE));
     document.getElementById("jobs-next").addEventListener("click", () => this.page(PAGE));
   }
@@ -183,8 +187,26 @@ export class JobPage {
         el("li", {}, el("a", { href: `#/files?open=${encodeURIComponent(path + "/")}`, text: `${kind}: ${path}/` })),
       ),
     );
-    const ended = job.status === "finished" || job.status === "error";
+    const ended = ["finished", "error", "canceled"].includes(job.status);
     document.getElementById("job-cancel").disabled = ended;
+    if (this.features.jobEvents) this.history();
+  }
+
+  // The job's events, where the service records them (GET /jobs/{id}/events), oldest first.
+  async history() {
+    document.getElementById("job-history").hidden = false;
+    try {
+      const events = await this.api.get(`/jobs/${this.id}/events?limit=1000`);
+      document.getElementById("job-events").replaceChildren(
+        ...events.map((event) =>
+          el("li", {}, el("time", { datetime: event.at, text: formatDate(event.at) }), ` ${event.kind}`,
+            event.status ? el("span", {}, " ", badge(event.status)) : null,
+            event.details ? el("span", { class: "event-details", text: ` ${event.details}` }) : null),
+        ),
+      );
+    } catch (error) {
+      if (!(error instanceof ApiError && error.status === 404)) say(`Could not load the job's history: ${error.message}`, true);
+    }
   }
 
   async remove() {

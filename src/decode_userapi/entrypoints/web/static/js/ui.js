@@ -71,6 +71,19 @@ export function parseSize(text) {
   return Number(match[1]) * (units[match[2].toLowerCase()] || 1);
 }
 
+// Bytes as the API writes sizes (decimal units): "19 Bytes", "1.2 kB", "3.4 MB".
+export function formatSize(bytes) {
+  if (bytes < 1000) return `${Math.round(bytes)} Bytes`;
+  const units = ["kB", "MB", "GB", "TB"];
+  let value = bytes / 1000;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit++;
+  }
+  return `${value.toFixed(1)} ${units[unit]}`;
+}
+
 // Save a Blob under a file name (the browser's download).
 export function saveBlob(blob, name) {
   const url = URL.createObjectURL(blob);
