@@ -277,6 +277,7 @@ export class FilesView {
     this.previewUrl = null;
     document.getElementById("preview-name").textContent = info.path;
     box.hidden = false;
+    box.scrollIntoView({ block: "nearest" }); // below the tree on a phone
     try {
       if (TEXT.test(info.path) && parseSize(info.size) <= TEXT_PREVIEW_BYTES) {
         const response = await this.api.request("GET", filesUrl(info.path, "/download"), { raw: true });

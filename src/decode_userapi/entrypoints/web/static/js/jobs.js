@@ -340,6 +340,7 @@ export class JobForm {
           { class: "field" },
           el("label", { for: `f-${key}`, text: multiple ? `${folder}/ (choose any)` : `${folder}/` }),
           select,
+          names.length ? null : el("span", { class: "hint", text: `Nothing in ${folder}/ yet: upload it under Files.` }),
           el("span", { class: "error", id: `e-${key}` }),
         );
       }),
