@@ -203,6 +203,11 @@ class Watched:
     allowed: list[str] = field(default_factory=list)  # console errors a test provokes on purpose
     step: int = 0
 
+    def failed(self, request: Any) -> None:
+        # The page ends its event stream on sign-out, by aborting it: not a failure.
+        if not (request.url.startswith(f"{self.origin}/jobs/events/stream") and "ABORTED" in (request.failure or "")):
+            self.problems.append(f"request failed: {request.url} {request.failure}")
+
     def console(self, message: Any) -> None:
         if message.type == "error" and not any(text in message.text for text in self.allowed):
             self.problems.append(f"console error: {message.text}")
@@ -234,7 +239,7 @@ def watch(context: Any, origins: tuple[str, ...], folder: Path) -> Watched:
     page.add_init_script(WATCH_SCRIPT)
     page.on("console", watched.console)
     page.on("pageerror", lambda e: watched.problems.append(f"page error: {e}"))
-    page.on("requestfailed", lambda r: watched.problems.append(f"request failed: {r.url} {r.failure}"))
+    page.on("requestfailed", watched.failed)
     return watched
 
 

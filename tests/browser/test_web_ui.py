@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -243,4 +244,50 @@ def test_phone_width_and_keyboard(web: Watched, service: Service):
     page.click("#sign-out")
     page.wait_for_selector("#sign-in[open]")
     assert page.evaluate("sessionStorage.length") == 0
+    web.assert_clean()
+
+
+def test_dropped_files_renamed_deleted_and_a_folder_downloaded_as_a_zip(web: Watched, service: Service):
+    page = web.page
+    page.goto(f"{service.url}/ui/")
+    _sign_up(web, "ida@example.org")
+    page.click("#tree button[data-path='data/']")
+    page.click("#new-folder")
+    page.fill("#confirm-input", "drop")
+    page.click("#confirm-ok")
+    page.click("#tree button[data-path='data/drop/']")
+    dropped = page.evaluate_handle(
+        """() => {
+          const data = new DataTransfer();
+          data.items.add(new File(["x,y\\n1,2\\n"], "table.csv", {type: "text/csv"}));
+          data.items.add(new File(["a note\\n"], "note.txt", {type: "text/plain"}));
+          return data;
+        }"""
+    )
+    page.dispatch_event("#drop-zone", "drop", {"dataTransfer": dropped})
+    page.wait_for_selector("#upload-total-text:text('all 2 files uploaded')")
+    page.wait_for_selector("#tree button[data-path='data/drop/note.txt']")
+    web.shot("dropped")
+
+    page.click("#tree button[data-path='data/drop/note.txt']")
+    page.click("#rename")
+    page.fill("#confirm-input", "data/drop/renamed.txt")
+    page.click("#confirm-ok")
+    page.wait_for_selector("#tree button[data-path='data/drop/renamed.txt']")
+
+    page.click("#tree button[data-path='data/drop/table.csv']")
+    page.click("#delete")
+    assert "cannot be undone" in page.text_content("#confirm-text")
+    page.click("#confirm-cancel")  # asked, and kept
+    assert page.is_visible("#tree button[data-path='data/drop/table.csv']")
+    page.click("#delete")
+    page.click("#confirm-ok")
+    page.wait_for_selector("#tree button[data-path='data/drop/table.csv']", state="detached")
+
+    page.click("#tree button[data-path='data/drop/']")
+    with page.expect_download() as download:
+        page.click("#download")
+    assert download.value.suggested_filename == "drop.zip"
+    with zipfile.ZipFile(download.value.path()) as archive:
+        assert archive.namelist() == ["renamed.txt"] and archive.read("renamed.txt") == b"a note\n"
     web.assert_clean()

@@ -6,6 +6,7 @@ import { SignIn } from "./auth.js";
 import { FilesView } from "./files.js";
 import { JobForm, JobPage, JobsTable } from "./jobs.js";
 import { detectFeatures } from "./features.js";
+import { ChangeStream } from "./live.js";
 import { say } from "./ui.js";
 
 const api = new Api();
@@ -17,8 +18,9 @@ async function start() {
     detectFeatures(),
   ]);
   const files = new FilesView(api);
-  const jobsTable = new JobsTable(api, features);
-  const jobPage = new JobPage(api, features);
+  const stream = new ChangeStream(api, features.eventStream);
+  const jobsTable = new JobsTable(api, features, stream);
+  const jobPage = new JobPage(api, features, stream);
   const jobForm = new JobForm(api, files);
   const views = { files, jobs: jobsTable, job: jobPage, new: jobForm };
 
@@ -36,6 +38,7 @@ async function start() {
   });
   signOut.addEventListener("click", async () => {
     api.clearSession();
+    stream.close();
     showUser("");
     Object.values(views).forEach((view) => view.hide && view.hide());
     say("Signed out.");

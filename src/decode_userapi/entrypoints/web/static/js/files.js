@@ -334,22 +334,34 @@ export class FilesView {
         const { file, relative } = picked[index];
         const folder = `${target}${parentOf(relative)}`;
         const { bar, state } = rows[index];
-        try {
-          if (!plans.has(folder)) plans.set(folder, this.api.request("POST", filesUrl(folder.replace(/\/$/, ""), "/url")));
-          const plan = await plans.get(folder);
-          state.textContent = "uploading";
-          await sendFile(plan, file, (done) => {
-            loaded[index] = done;
-            bar.value = file.size ? done / file.size : 1;
-            update();
-          });
-          loaded[index] = file.size;
-          bar.value = 1;
-          state.textContent = "done";
-        } catch (error) {
-          failed++;
-          state.textContent = `failed: ${error.message}`;
-          if (error instanceof ApiError && error.status === 401) plans.delete(folder);
+        for (let attempt = 0; ; attempt++) {
+          try {
+            if (!plans.has(folder)) plans.set(folder, this.api.request("POST", filesUrl(folder.replace(/\/$/, ""), "/url")));
+            const plan = await plans.get(folder);
+            state.textContent = "uploading";
+            await sendFile(plan, file, (done) => {
+              loaded[index] = done;
+              bar.value = file.size ? done / file.size : 1;
+              update();
+            });
+            loaded[index] = file.size;
+            bar.value = 1;
+            state.textContent = "done";
+            break;
+          } catch (error) {
+            plans.delete(folder);
+            if (error instanceof ApiError && error.status === 401 && attempt < 2 && this.api.reauthenticate) {
+              // The session ended mid-upload: sign in again, then send this file again.
+              state.textContent = "waiting for sign-in";
+              this.api.clearSession();
+              await this.api.reauthenticate("Your session has ended: sign in again to finish the uploads.");
+              continue;
+            }
+            failed++;
+            loaded[index] = 0;
+            state.textContent = `failed: ${error.message}`;
+            break;
+          }
         }
         update();
       }

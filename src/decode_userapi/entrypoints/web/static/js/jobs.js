@@ -1,20 +1,23 @@
 // Jobs: the table (filters, paging, live), one job's page, and the start-a-job form generated from
 // the application catalog.
 //
-// Live updates go through a `Watch`: today it polls with If-None-Match (a 304 without body while
-// nothing changed); a service that offers the job event stream (features.eventStream) can be
-// followed by swapping `Watch` for a stream reader here, without touching the views.
+// Live updates go through a `Watch`: it polls with If-None-Match (a 304 without body while nothing
+// changed), and asks at once when the job event stream (live.js, where the service has it) reports
+// a change.
 
 import { ApiError } from "./api.js";
 import { ask, badge, el, formatDate, say } from "./ui.js";
 
 const POLL_MS = 2000;
+const POLL_WITH_STREAM_MS = 20000; // a safety net while the event stream is connected
 const PAGE = 20;
 
 // Calls `onChange(body, response)` each time the answer at `path()` changes; polls while started.
 class Watch {
-  constructor(api, path, onChange) {
+  constructor(api, path, onChange, stream = null) {
     this.api = api;
+    this.stream = stream;
+    if (stream) stream.subscribe(() => this.running && this.refresh());
     this.path = path;
     this.onChange = onChange;
     this.etag = null;
@@ -56,7 +59,8 @@ class Watch {
       }
       say(`Could not refresh: ${error.message}`, true);
     }
-    if (this.running && generation === this.generation) this.timer = setTimeout(() => this.tick(), POLL_MS);
+    const wait = this.stream && this.stream.healthy ? POLL_WITH_STREAM_MS : POLL_MS;
+    if (this.running && generation === this.generation) this.timer = setTimeout(() => this.tick(), wait);
   }
 
   refresh() {
@@ -67,14 +71,14 @@ class Watch {
 }
 
 export class JobsTable {
-  constructor(api, features) {
+  constructor(api, features, stream) {
     this.api = api;
     this.features = features;
     this.offset = 0;
     this.total = 0;
     this.filters = { status: "", name: "" };
     this.body = document.getElementById("jobs-body");
-    this.watch = new Watch(api, () => this.query(), (jobs, response) => this.render(jobs, response));
+    this.watch = new Watch(api, () => this.query(), (jobs, response) => this.render(jobs, response), stream);
     document.getElementById("job-filters").addEventListener("submit", (event) => {
       event.preventDefault();
       this.filters = {
@@ -134,11 +138,11 @@ export class JobsTable {
 }
 
 export class JobPage {
-  constructor(api, features) {
+  constructor(api, features, stream) {
     this.api = api;
     this.features = features;
     this.id = null;
-    this.watch = new Watch(api, () => `/jobs/${this.id}`, (job) => this.render(job));
+    this.watch = new Watch(api, () => `/jobs/${this.id}`, (job) => this.render(job), stream);
     document.getElementById("job-delete").addEventListener("click", () => this.remove());
     const cancel = document.getElementById("job-cancel");
     cancel.hidden = !features.cancel;
