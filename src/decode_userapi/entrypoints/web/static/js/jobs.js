@@ -14,10 +14,10 @@ const PAGE = 20;
 
 // Calls `onChange(body, response)` each time the answer at `path()` changes; polls while started.
 class Watch {
-  constructor(api, path, onChange, stream = null) {
+  constructor(api, path, onChange, stream = null, concerns = () => true) {
     this.api = api;
     this.stream = stream;
-    if (stream) stream.subscribe(() => this.running && this.refresh());
+    if (stream) stream.subscribe((jobId) => this.running && concerns(jobId) && this.refresh());
     this.path = path;
     this.onChange = onChange;
     this.etag = null;
@@ -142,7 +142,8 @@ export class JobPage {
     this.api = api;
     this.features = features;
     this.id = null;
-    this.watch = new Watch(api, () => `/jobs/${this.id}`, (job) => this.render(job), stream);
+    this.watch = new Watch(api, () => `/jobs/${this.id}`, (job) => this.render(job), stream,
+      (jobId) => jobId === null || jobId === this.id);
     document.getElementById("job-delete").addEventListener("click", () => this.remove());
     const cancel = document.getElementById("job-cancel");
     cancel.hidden = !features.cancel;
@@ -198,6 +199,7 @@ export class JobPage {
 
   // The job's events, where the service records them (GET /jobs/{id}/events), oldest first.
   async history() {
+    if (!this.watch.running) return;
     document.getElementById("job-history").hidden = false;
     try {
       const events = await this.api.get(`/jobs/${this.id}/events?limit=1000`);
@@ -218,12 +220,13 @@ export class JobPage {
       okLabel: "Delete",
     });
     if (!sure) return;
+    this.watch.stop(); // before: the event stream may report the deletion before its answer arrives
     try {
       await this.api.request("DELETE", `/jobs/${this.id}`);
-      this.watch.stop();
       say(`Deleted job ${this.id}`);
       location.hash = "#/jobs";
     } catch (error) {
+      this.watch.start();
       say(`Could not delete the job: ${error.message}`, true);
     }
   }
