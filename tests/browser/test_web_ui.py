@@ -142,6 +142,7 @@ def test_a_training_from_upload_to_deleted(web: Watched, site: Site, tmp_path: P
     web.shot("form-error")
     page.fill("#f-priority", "1")
     web.shot("start-job", full_page=True)
+    _axe(page)
     page.click("#job-submit")
     page.wait_for_url(re.compile(r".*#/jobs/\d+$"))
     job_id = int(page.url.rsplit("/", 1)[1])
@@ -210,6 +211,7 @@ def test_an_ended_session_asks_to_sign_in_again_and_keeps_the_page(web: Watched,
     page.click("nav a[data-section='files']")  # lists the folders: 401
     page.wait_for_selector("#sign-in[open]")
     assert "sign in again" in page.text_content("#sign-in-reason")
+    _axe(page)  # the dialog
     web.shot("session-ended")
     page.fill("#password", PASSWORD)
     page.click("#sign-in-submit")
