@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from PIL import Image
 
@@ -292,4 +293,44 @@ def test_dropped_files_renamed_deleted_and_a_folder_downloaded_as_a_zip(web: Wat
     assert download.value.suggested_filename == "drop.zip"
     with zipfile.ZipFile(download.value.path()) as archive:
         assert archive.namelist() == ["renamed.txt"] and archive.read("renamed.txt") == b"a note\n"
+    web.assert_clean()
+
+
+def test_the_jobs_table_pages_and_filters(web: Watched, service: Service):
+    page = web.page
+    page.goto(f"{service.url}/ui/#/jobs")
+    _sign_up(web, "max@example.org")
+    token = httpx.post(f"{service.url}/token", data={"username": "max@example.org", "password": PASSWORD}).json()["id_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    for folder in ("config/c1", "data/d1"):
+        r = httpx.post(f"{service.url}/files/{folder}/upload", headers=auth, files={"file": ("f.txt", b"1")})
+        assert r.status_code == 201, r.text
+    ids = []
+    for index in range(23):
+        body = {
+            "job_name": f"{'b' if index % 2 else 'a'}-{index:02d}",
+            "application": {"application": "decode", "version": "v0_10_1", "entrypoint": "train"},
+            "attributes": {"files_down": {"config_id": "c1", "data_ids": ["d1"]}},
+        }
+        r = httpx.post(f"{service.url}/jobs", headers=auth, json=body)
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    service.set_status(ids[0], "error", "out of memory")
+    page.wait_for_selector("#jobs-range:text-is('1 to 20 of 23')")  # arrived by polling, no reload
+    assert page.locator("#jobs-body tr").count() == 20
+    assert page.is_disabled("#jobs-prev")
+    page.click("#jobs-next")
+    page.wait_for_selector("#jobs-range:text-is('21 to 23 of 23')")
+    assert page.locator("#jobs-body tr").count() == 3
+    assert page.is_visible(f"#jobs-body tr[data-job='{ids[0]}'] .badge-error")
+    web.shot("jobs-page-2")
+    page.fill("#filter-name", "b-")
+    page.click("#job-filters button[type='submit']")
+    page.wait_for_selector("#jobs-range:text-is('1 to 11 of 11')")
+    page.select_option("#filter-status", "error")
+    page.fill("#filter-name", "")
+    page.click("#job-filters button[type='submit']")
+    page.wait_for_selector("#jobs-range:text-is('1 to 1 of 1')")
+    assert page.text_content("#jobs-body tr td:nth-child(2)") == "a-00"
+    web.shot("jobs-filtered")
     web.assert_clean()
