@@ -333,4 +333,32 @@ def test_the_jobs_table_pages_and_filters(web: Watched, service: Service):
     page.wait_for_selector("#jobs-range:text-is('1 to 1 of 1')")
     assert page.text_content("#jobs-body tr td:nth-child(2)") == "a-00"
     web.shot("jobs-filtered")
+    page.select_option("#filter-status", "")
+    page.select_option("#filter-application", "comet")
+    page.click("#job-filters button[type='submit']")
+    page.wait_for_selector("#jobs-body td:text('No job matches the filters.')")
+    page.select_option("#filter-application", "decode")
+    page.fill("#filter-after", "2000-01-01")
+    page.click("#job-filters button[type='submit']")
+    page.wait_for_selector("#jobs-range:text-is('1 to 20 of 23')")
     web.assert_clean()
+
+
+def test_the_watch_catches_csp_violations_and_requests_outside(web: Watched, service: Service):
+    """The checks the other tests rely on do fire: an inline script, and a request to another host."""
+    page = web.page
+    page.goto(f"{service.url}/ui/")
+    page.wait_for_selector("#sign-in[open]")
+    page.evaluate("""() => {
+      const script = document.createElement("script");
+      script.textContent = "window.injected = true";
+      document.body.append(script);
+      const image = document.createElement("img");
+      image.src = "https://example.org/tracker.png";
+      document.body.append(image);
+    }""")
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.injected") is None  # the policy blocked the inline script
+    assert any("CSP violation: script-src" in p for p in web.problems), web.problems
+    assert any("example.org" in p for p in web.problems), web.problems
+    web.problems.clear()

@@ -76,14 +76,18 @@ export class JobsTable {
     this.features = features;
     this.offset = 0;
     this.total = 0;
-    this.filters = { status: "", name: "" };
+    this.filters = { status: "", name: "", application: "", created_after: "" };
+    this.applicationsLoaded = false;
     this.body = document.getElementById("jobs-body");
     this.watch = new Watch(api, () => this.query(), (jobs, response) => this.render(jobs, response), stream);
     document.getElementById("job-filters").addEventListener("submit", (event) => {
       event.preventDefault();
+      const after = document.getElementById("filter-after").value; // a local date: from its midnight
       this.filters = {
         status: document.getElementById("filter-status").value,
         name: document.getElementById("filter-name").value.trim(),
+        application: document.getElementById("filter-application").value,
+        created_after: after ? new Date(`${after}T00:00`).toISOString() : "",
       };
       this.offset = 0;
       this.watch.refresh();
@@ -96,7 +100,7 @@ export class JobsTable {
   query() {
     const params = new URLSearchParams({ offset: this.offset, limit: PAGE });
     if (this.filters.status) params.set("status", this.filters.status);
-    if (this.filters.name) params.set("name", this.filters.name);
+    for (const key of ["name", "application", "created_after"]) if (this.filters[key]) params.set(key, this.filters[key]);
     return `/jobs?${params}`;
   }
 
@@ -118,7 +122,8 @@ export class JobsTable {
         el("td", { text: formatDate(job.date_created) }),
       ),
     );
-    if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: "5", text: "No jobs yet." })));
+    const filtered = Object.values(this.filters).some(Boolean);
+    if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: "5", text: filtered ? "No job matches the filters." : "No jobs yet." })));
     this.body.replaceChildren(...rows);
     const last = Math.min(this.offset + PAGE, this.total);
     document.getElementById("jobs-range").textContent = this.total
@@ -130,6 +135,18 @@ export class JobsTable {
 
   show() {
     this.watch.start();
+    if (!this.applicationsLoaded) this.loadApplications();
+  }
+
+  async loadApplications() {
+    try {
+      const catalog = await this.api.get("/jobs/applications");
+      const select = document.getElementById("filter-application");
+      select.append(...Object.keys(catalog).map((name) => el("option", { value: name, text: name })));
+      this.applicationsLoaded = true;
+    } catch {
+      // the filter offers "any" only
+    }
   }
 
   hide() {
