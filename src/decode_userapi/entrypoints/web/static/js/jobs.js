@@ -8,7 +8,7 @@
 import { ApiError } from "./api.js";
 import { ask, badge, el, formatDate, say } from "./ui.js";
 
-const POLL_MS = 2000;
+const POLL_MS = 1500;
 const POLL_WITH_STREAM_MS = 20000; // a safety net while the event stream is connected
 const PAGE = 20;
 
