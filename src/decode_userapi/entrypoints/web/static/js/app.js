@@ -34,16 +34,20 @@ async function start() {
     accessInfo,
     features,
     config,
-    onSignedIn: (name) => showUser(name),
+    onSignedIn: (name) => {
+      // Someone else signed in where the session ended: start afresh rather than show them the
+      // previous user's page.
+      if (who.dataset.user && who.dataset.user !== name) location.reload();
+      who.dataset.user = name;
+      showUser(name);
+    },
   });
-  signOut.addEventListener("click", async () => {
+  // Signing out forgets the token and everything the page holds (a fresh page: the next user of
+  // this browser sees nothing of the last one's files or jobs).
+  signOut.addEventListener("click", () => {
     api.clearSession();
     stream.close();
-    showUser("");
-    Object.values(views).forEach((view) => view.hide && view.hide());
-    say("Signed out.");
-    await signIn.ask("Signed out.");
-    route();
+    location.assign("/ui/");
   });
 
   let current = null;
@@ -64,6 +68,7 @@ async function start() {
   }
 
   if (!api.signedIn()) await signIn.ask();
+  who.dataset.user = api.session.username;
   showUser(api.session.username);
   window.addEventListener("hashchange", route);
   route();
