@@ -22,9 +22,12 @@ PACKAGE = "decode_userapi_generated_client"
 def generate(document: bytes, into: Path) -> None:
     spec = into / "openapi.json"
     spec.write_bytes(document)
+    # The thumbnail answers `image/png`, a type the generator reads as bytes only when told so.
+    config = into / "generator.yaml"
+    config.write_text('content_type_overrides:\n  "image/png": "application/octet-stream"\n')
     bin_dir = str(Path(sys.executable).parent)  # the generator runs ruff on its output
     result = subprocess.run(
-        [os.path.join(bin_dir, "openapi-python-client"), "generate", "--path", str(spec), "--meta", "none",
+        [os.path.join(bin_dir, "openapi-python-client"), "generate", "--path", str(spec), "--config", str(config), "--meta", "none",
          "--output-path", str(into / PACKAGE)],
         env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"},
         capture_output=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -31,6 +32,7 @@ from decode_userapi.entrypoints.http.openapi import (
 from decode_userapi.entrypoints.http.ops import Metrics, health, metrics_handler, ready, request_context
 from decode_userapi.entrypoints.http.ratelimit import LoginRateLimiter
 from decode_userapi.entrypoints.http.users import ACCOUNT_HANDLERS, SERVICE_HANDLERS
+from decode_userapi.entrypoints.web import web_handlers
 
 
 def create_app(services: Services, *, manage_adapters: bool = True) -> Litestar:
@@ -64,6 +66,7 @@ def create_app(services: Services, *, manage_adapters: bool = True) -> Litestar:
         ready,
         metrics_handler(metrics, lambda: getattr(email, "failures", 0)),
         *docs_handlers(document),
+        *web_handlers(settings, os.environ),  # the web page, /ui/ (entrypoints/web)
     ]
     if settings.auth:
         handlers += ACCOUNT_HANDLERS

@@ -28,6 +28,7 @@ from decode_userapi.entrypoints.http.deps import api_base_url, raw_subpath
 from decode_userapi.entrypoints.http.errors import error_responses
 from decode_userapi.entrypoints.http.guards import users_only
 from decode_userapi.entrypoints.http.multipart import MultipartFiles
+from decode_userapi.entrypoints.http.thumbnails import thumbnail, thumbnail_size
 from decode_userapi.services.files import FileService
 
 PREFIX = "/files"
@@ -121,10 +122,15 @@ class FilesController(Controller):
         files: NamedDependency[FileService],
         show_dirs: Annotated[str | None, QueryParameter(description="true/false, any case")] = None,
         recursive: Annotated[str | None, QueryParameter(description="true/false, any case")] = None,
+        size: Annotated[int | None, QueryParameter(description="…/thumbnail: the longest side, 16 to 1024")] = None,
         p: DocumentedPath = None,
     ) -> Any:
-        raw, action = _split_action(request, ("download", "url"))
+        raw, action = _split_action(request, ("download", "url", "thumbnail"))
         path = UserPath.parse(raw, percent_encoded=True)
+        if action == "thumbnail":
+            side = thumbnail_size(size)
+            png = await thumbnail(await files.download(principal, path), side)
+            return Response(png, media_type="image/png")
         if action == "download":
             download = await files.download(principal, path)
             headers = {"Content-Disposition": attachment(download.filename)}

@@ -74,6 +74,7 @@ OPERATION_IDS = {
     ("get", "/files/{path}"): "listFiles",
     ("get", "/files/{path}/download"): "downloadFile",
     ("get", "/files/{path}/url"): "getDownloadRequest",
+    ("get", "/files/{path}/thumbnail"): "getThumbnail",
     ("post", "/files/{path}/upload"): "uploadFiles",
     ("post", "/files/{path}/url"): "getUploadRequest",
     ("post", "/files/{path}/"): "createFolder",
@@ -216,6 +217,26 @@ def _file_operations(generated: dict[str, Any]) -> dict[str, dict[str, Any]]:
                         "content": {"application/octet-stream": {"schema": binary}, "*/*": {"schema": binary}},
                     }
                 },
+            )
+        },
+        "/files/{path}/thumbnail": {
+            "get": operation(
+                "get",
+                "A PNG thumbnail of an image file",
+                "The first frame of a TIFF stack (or a PNG, JPEG, ...), fit into `size` × `size` pixels, as an "
+                "8-bit PNG (16-bit and float frames stretched from their minimum to their maximum). `413` for a "
+                "file over 64 MiB or a frame over 16 Mpx; `422` for what is not an image, or a folder.",
+                {"200": {"description": "the PNG", "content": {"image/png": {"schema": binary}}}},
+                parameters=[
+                    _PATH_PARAMETER,
+                    {
+                        "name": "size",
+                        "in": "query",
+                        "required": False,
+                        "description": "the thumbnail's longest side in pixels",
+                        "schema": {"type": "integer", "minimum": 16, "maximum": 1024, "default": 256},
+                    },
+                ],
             )
         },
         "/files/{path}/url": {

@@ -9,7 +9,7 @@ from litestar import MediaType, Request, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
-from litestar.status_codes import HTTP_201_CREATED
+from litestar.status_codes import HTTP_201_CREATED, HTTP_303_SEE_OTHER
 
 from decode_userapi.domain.commands import TokenView, UserView
 from decode_userapi.domain.errors import InvalidRequest
@@ -25,9 +25,17 @@ SIGN_IN_ERRORS = (400, 404, 413, 422, 429, 503)
 WELCOME = msgspec.json.encode("Welcome to the DECODE OpenCloud User-facing API")
 
 
-@get("/", tags=["service"], summary="Welcome", media_type=MediaType.JSON)
-async def welcome() -> bytes:
-    return WELCOME
+@get(
+    "/",
+    tags=["service"],
+    summary="Welcome",
+    description="API clients get this JSON string; a browser (`Accept` naming `text/html`) is sent to the web page, `/ui/`.",
+    media_type=MediaType.JSON,
+)
+async def welcome(request: Request[Any, Any, Any]) -> Response[bytes]:
+    if "text/html" in request.headers.get("accept", ""):
+        return Response(b"", status_code=HTTP_303_SEE_OTHER, headers={"Location": "/ui/", "Vary": "Accept"})
+    return Response(WELCOME, media_type=MediaType.JSON, headers={"Vary": "Accept"})
 
 
 @get("/access_info", tags=["user"], summary="Where clients authenticate")

@@ -1,0 +1,91 @@
+// Live updates. Where the service offers the job event stream (GET /jobs/events/stream, Server-Sent
+// Events), one connection for the page's life tells the views that something changed, and they ask
+// again at once (a revalidation with If-None-Match); polling goes on as the fallback, slower. Without
+// the stream, the views poll every few seconds. The stream is read with fetch, not EventSource, so it
+// carries the bearer token like every other call; it resumes after the last `id:` it saw.
+
+const RETRY_MS = 3000;
+
+export class ChangeStream {
+  constructor(api, available) {
+    this.api = api;
+    this.available = available;
+    this.listeners = new Set();
+    this.healthy = false;
+    this.lastId = null;
+    this.started = false;
+    this.controller = null;
+  }
+
+  // Signing out ends the stream (it carries the old token); the next sign-in opens a new one.
+  close() {
+    if (this.controller) this.controller.abort();
+    this.controller = null;
+    this.lastId = null;
+  }
+
+  subscribe(listener) {
+    this.listeners.add(listener);
+    if (this.available && !this.started) {
+      this.started = true;
+      this.run();
+    }
+    return () => this.listeners.delete(listener);
+  }
+
+  notify(jobId) {
+    for (const listener of this.listeners) listener(jobId);
+  }
+
+  async run() {
+    for (;;) {
+      if (this.api.signedIn()) {
+        try {
+          await this.read();
+        } catch {
+          // dropped or refused (an expired token: the next call of the page asks to sign in again)
+        }
+      }
+      this.healthy = false;
+      await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+    }
+  }
+
+  async read() {
+    const headers = { Accept: "text/event-stream", ...this.api.authHeader() };
+    if (this.lastId !== null) headers["Last-Event-ID"] = this.lastId;
+    this.controller = new AbortController();
+    const response = await fetch("/jobs/events/stream", { headers, cache: "no-store", signal: this.controller.signal });
+    if (!response.ok || !response.body) {
+      await response.text().catch(() => "");
+      return;
+    }
+    this.healthy = true;
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += value.replace(/\r\n?/g, "\n");
+      let cut;
+      while ((cut = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, cut);
+        buffer = buffer.slice(cut + 2);
+        const id = /^id: ?(.*)$/m.exec(block);
+        if (id) this.lastId = id[1];
+        const event = /^event: ?(.*)$/m.exec(block);
+        if (event && event[1] === "expired") return;
+        const data = /^data: ?(.*)$/m.exec(block);
+        if (data) {
+          let jobId = null;
+          try {
+            jobId = JSON.parse(data[1]).job_id ?? null;
+          } catch {
+            // not JSON: still a change
+          }
+          this.notify(jobId);
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,275 @@
+"""Browser tests: Debian's headless Chromium, driven by Playwright for Python, against a real
+`decode-userapi serve` subprocess (the embedded default: SQLite, local files, built-in identity)
+with a fake worker-facing API beside it.
+
+Chromium is `/usr/bin/chromium` (`CHROMIUM` overrides); Playwright's own browser download is not
+used. Without Chromium the tests skip, unless `DECODE_REQUIRE_BROWSER=1` (as `.ci/run` sets), where
+they fail. Every page is watched: a console error (Chromium reports CSP violations there), an
+uncaught exception, a `securitypolicyviolation` event, a failed request, or a request to any
+origin but the service's (aborted: the network is cut but for loopback) fails the test.
+Screenshots of each step go to `test-artifacts/browser/` (kept by CI, ignored by git).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.fakes.workerfacing import FakeWorkerFacingApi
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "browser"
+INTERNAL_KEY = "browser-internal-key"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# Watches the page from before its first script: CSP violations become console errors.
+WATCH_SCRIPT = """
+document.addEventListener("securitypolicyviolation", (e) => {
+  console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI}`);
+});
+"""
+
+
+def chromium_path() -> str | None:
+    wanted = os.environ.get("CHROMIUM") or "/usr/bin/chromium"
+    return wanted if Path(wanted).exists() else shutil.which("chromium")
+
+
+@dataclass
+class Service:
+    url: str
+    data_root: Path
+    process: subprocess.Popen[str]
+
+    def set_status(self, job_id: int, status: str, details: str | None = None) -> None:
+        """What the worker-facing API does: `PUT /_job_status` with the internal key."""
+        r = httpx.put(
+            f"{self.url}/_job_status",
+            json={"job_id": job_id, "status": status, "runtime_details": details},
+            headers={"x-api-key": INTERNAL_KEY},
+            timeout=10,
+        )
+        assert r.status_code == 200, r.text
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _require_chromium() -> None:
+    if chromium_path() is None:
+        if os.environ.get("DECODE_REQUIRE_BROWSER") == "1":
+            pytest.fail("Chromium is not installed (apt-get install chromium), and DECODE_REQUIRE_BROWSER=1")
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+
+
+@contextmanager
+def serve(home: Path, extra_env: dict[str, str]) -> Iterator[Service]:
+    """`decode-userapi serve` in `home`, with a fake worker-facing API beside it."""
+    port = _free_port()
+    data_root = (home / "user_data").resolve()
+    prefixes = ("DECODE_", "DATABASE_", "AUTH", "COGNITO_", "INTERNAL_API", "WORKERFACING", "USER_DATA", "FILESYSTEM", "AWS_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    with FakeWorkerFacingApi(INTERNAL_KEY) as workers:
+        env |= {
+            "WORKERFACING_API_URL": workers.url,
+            "INTERNAL_API_KEY_SECRET": INTERNAL_KEY,
+            "USER_DATA_ROOT_PATH": str(data_root),
+            "DATABASE_URL": f"sqlite:///{home / 'userapi.db'}",
+            "LOG_LEVEL": "WARNING",
+            **extra_env,
+        }
+        process = subprocess.Popen(
+            [sys.executable, "-m", "decode_userapi.entrypoints.cli", "serve", "--port", str(port), "--log-level", "warning"],
+            cwd=home, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                assert process.poll() is None, process.communicate()[0]
+                try:
+                    httpx.get(f"{url}/health", timeout=1)
+                    break
+                except httpx.HTTPError:
+                    assert time.monotonic() < deadline, "the service did not come up"
+                    time.sleep(0.1)
+            yield Service(url, data_root, process)
+        finally:
+            process.terminate()
+            process.communicate(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The embedded default: built-in identity, accounts open (AUTH=1)."""
+    _require_chromium()
+    with serve(tmp_path_factory.mktemp("web"), {}) as running:
+        yield running
+
+
+@dataclass
+class CognitoPool:
+    endpoint: str
+    username: str
+    password: str
+
+
+@pytest.fixture(scope="session")
+def cognito_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, CognitoPool]]:
+    """The service signing in with Cognito: a user pool on moto's server, a user in `users`."""
+    _require_chromium()
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        region = "us-east-1"  # where moto answers the unsigned calls a browser makes (InitiateAuth)
+        credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        admin = boto3.client("cognito-idp", endpoint_url=endpoint, region_name=region, **credentials)
+        pool_id = admin.create_user_pool(PoolName="decode-web")["UserPool"]["Id"]
+        client_id = admin.create_user_pool_client(
+            UserPoolId=pool_id, ClientName="web", ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH"],
+            ReadAttributes=["email", "email_verified"],
+        )["UserPoolClient"]["ClientId"]
+        pool = CognitoPool(endpoint, "ada-cognito", "Correct-horse-42")
+        admin.admin_create_user(
+            UserPoolId=pool_id, Username=pool.username, MessageAction="SUPPRESS",
+            UserAttributes=[{"Name": "email", "Value": "ada@example.org"}, {"Name": "email_verified", "Value": "true"}],
+        )
+        admin.admin_set_user_password(UserPoolId=pool_id, Username=pool.username, Password=pool.password, Permanent=True)
+        admin.create_group(UserPoolId=pool_id, GroupName="users")
+        admin.admin_add_user_to_group(UserPoolId=pool_id, Username=pool.username, GroupName="users")
+        env = {
+            "COGNITO_USER_POOL_ID": pool_id,
+            "COGNITO_CLIENT_ID": client_id,
+            "COGNITO_REGION": region,
+            "COGNITO_JWKS_URL": f"{endpoint}/{pool_id}/.well-known/jwks.json",
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": region,
+        }
+        with serve(tmp_path_factory.mktemp("web-cognito"), env) as running:
+            yield running, pool
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    _require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@dataclass
+class Watched:
+    """A page and what went wrong on it."""
+
+    page: Any
+    origin: str
+    folder: Path
+    problems: list[str] = field(default_factory=list)
+    allowed: list[str] = field(default_factory=list)  # console errors a test provokes on purpose
+    step: int = 0
+
+    def failed(self, request: Any) -> None:
+        # The page ends its event stream on sign-out, by aborting it: not a failure.
+        if not (request.url.startswith(f"{self.origin}/jobs/events/stream") and "ABORTED" in (request.failure or "")):
+            self.problems.append(f"request failed: {request.url} {request.failure}")
+
+    def console(self, message: Any) -> None:
+        if message.type == "error" and not any(text in message.text for text in self.allowed):
+            self.problems.append(f"console error: {message.text}")
+
+    def shot(self, name: str, *, full_page: bool = False) -> Path:
+        self.step += 1
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{self.step:02d}-{name}.png"
+        self.page.screenshot(path=str(path), full_page=full_page)
+        return path
+
+    def assert_clean(self) -> None:
+        assert not self.problems, "\n".join(self.problems)
+
+
+def watch(context: Any, origins: tuple[str, ...], folder: Path) -> Watched:
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    watched = Watched(page, origins[0], folder)
+
+    def route(route: Any) -> None:
+        if route.request.url.startswith(tuple(f"{origin}/" for origin in origins)):
+            route.continue_()
+        else:  # the network is cut: nothing but the service itself
+            watched.problems.append(f"request outside the service: {route.request.url}")
+            route.abort()
+
+    context.route("**/*", route)
+    page.add_init_script(WATCH_SCRIPT)
+    page.on("console", watched.console)
+    page.on("pageerror", lambda e: watched.problems.append(f"page error: {e}"))
+    page.on("requestfailed", watched.failed)
+    return watched
+
+
+@dataclass
+class Site:
+    """A running service and how a user signs in to it."""
+
+    service: Service
+    identity: str
+    username: str  # the user's name in the page and their folder under USER_DATA_ROOT_PATH
+    password: str
+    origins: tuple[str, ...]  # where the page may send requests: the service, and Cognito's endpoint
+
+
+@pytest.fixture
+def site(request: pytest.FixtureRequest) -> Site:
+    """`builtin` unless a test asks for more with `@pytest.mark.parametrize("site", [...], indirect=True)`."""
+    identity = getattr(request, "param", "builtin")
+    if identity == "cognito":
+        service, pool = request.getfixturevalue("cognito_service")
+        return Site(service, identity, pool.username, pool.password, (service.url, pool.endpoint))
+    service = request.getfixturevalue("service")
+    return Site(service, identity, "", "", (service.url,))
+
+
+@pytest.fixture
+def web(browser: Any, site: Site, request: pytest.FixtureRequest) -> Iterator[Watched]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+    watched = watch(context, site.origins, ARTIFACTS / request.node.name.removeprefix("test_"))
+    try:
+        yield watched
+    finally:
+        context.close()

@@ -1,0 +1,364 @@
+"""The web page in a real browser: a scientist's day, from signing in to deleting a finished job."""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from tests.browser.conftest import Service, Site, Watched
+
+PASSWORD = "correct-horse-1"
+PARAM_YAML = "# DECODE training parameters\nSimulation:\n  density: 0.5\n  frame_size: [64, 64]\n"
+FILES_IN_FOLDER = 50
+
+
+def _stack(path: Path, frames: int = 3) -> None:
+    """A 16-bit TIFF stack, as microscopes write them (first frame: a bright square on dark)."""
+    images = []
+    for index in range(frames):
+        image = Image.new("I;16", (64, 48))
+        image.putdata([4000 if 16 <= x < 40 and 12 <= y < 36 and index == 0 else 100 + index for y in range(48) for x in range(64)])
+        images.append(image)
+    images[0].save(path, save_all=True, append_images=images[1:])
+
+
+def _sign_up(web: Watched, username: str) -> None:
+    """A new account (built-in identity, AUTH=1): the dialog's "Create an account"."""
+    page = web.page
+    page.wait_for_selector("#sign-in[open]")
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    web.shot("sign-in")
+    page.click("#register")
+    page.wait_for_selector(f"#who-name:text-is('Signed in as {username}')")
+
+
+def _sign_in(web: Watched, site: Site, new_username: str) -> str:
+    """Signed in on `site`: a new account with the built-in identity, the pool's user with Cognito."""
+    if site.identity == "builtin":
+        _sign_up(web, new_username)
+        return new_username
+    page = web.page
+    page.wait_for_selector("#sign-in[open]")
+    assert page.is_hidden("#register")  # Cognito accounts are made elsewhere
+    page.fill("#username", site.username)
+    page.fill("#password", site.password)
+    web.shot("sign-in")
+    page.click("#sign-in-submit")
+    page.wait_for_selector(f"#who-name:text-is('Signed in as {site.username}')")
+    return site.username
+
+
+def _open_folder(page: Any, path: str) -> None:
+    button = page.locator(f"#tree button[data-path='{path}']")
+    if button.get_attribute("aria-expanded") != "true":
+        button.click()
+    page.wait_for_selector(f"#tree button[data-path='{path}'][aria-expanded='true']")
+
+
+def _badge(page: Any, status: str) -> None:
+    page.wait_for_selector(f"#job-status.badge-{status}", timeout=10_000)
+
+
+def _axe(page: Any) -> None:
+    """axe-core's WCAG A/AA rules on the page as it is: no violation."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page, options={"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa"]}})
+    violations = results.response["violations"]
+    assert not violations, "\n".join(f"{v['id']}: {v['help']} {[n['target'] for n in v['nodes']]}" for v in violations)
+
+
+@pytest.mark.parametrize("site", ["builtin", "cognito"], indirect=True)
+def test_a_training_from_upload_to_deleted(web: Watched, site: Site, tmp_path: Path):
+    page, service = web.page, site.service
+    page.goto(f"{service.url}/")  # a browser at the root is sent to the page
+    assert page.url == f"{service.url}/ui/"
+    username = _sign_in(web, site, "ada@example.org")
+    page.wait_for_selector("#tree button[data-path='data/']")
+    web.shot("files")
+    _axe(page)
+
+    # A folder for the training's config, made in the page, and a YAML uploaded into it.
+    page.click("#tree button[data-path='config/']")
+    page.click("#new-folder")
+    page.fill("#confirm-input", "run1")
+    page.click("#confirm-ok")
+    page.wait_for_selector("#tree button[data-path='config/run1/']")
+    page.click("#tree button[data-path='config/run1/']")
+    (tmp_path / "param.yaml").write_text(PARAM_YAML)
+    page.set_input_files("#pick-files", str(tmp_path / "param.yaml"))
+    page.wait_for_selector("#tree button[data-path='config/run1/param.yaml']")
+
+    # A folder of 50 files (a TIFF stack among them) into data/, with progress per file and in total.
+    run = tmp_path / "run1"
+    run.mkdir()
+    _stack(run / "frames.tif")
+    (run / "calib.mat").write_bytes(b"MATLAB 5.0 calibration" + bytes(range(256)) * 40)
+    for index in range(FILES_IN_FOLDER - 2):
+        (run / f"frame_{index:03d}.txt").write_text(f"frame {index}\n" * 200)
+    page.click("#tree button[data-path='data/']")
+    page.set_input_files("#pick-folder", str(run))
+    page.wait_for_selector("#upload-total-text:text('all 50 files uploaded')", timeout=20_000)
+    assert page.locator("#upload-list li").count() == FILES_IN_FOLDER
+    assert page.locator("#upload-list .upload-state:text-is('done')").count() == FILES_IN_FOLDER
+    assert page.eval_on_selector("#upload-total", "p => p.value") == 1
+    web.shot("uploaded-folder")
+    assert page.text_content("#tree button[data-path='data/run1/'] + .size").endswith("kB")  # the folder's total
+    stored = sorted(p.name for p in (service.data_root / username / "data" / "run1").iterdir())
+    assert len(stored) == FILES_IN_FOLDER and "frames.tif" in stored
+
+    # Previews: the YAML as text, the TIFF's first frame as an image.
+    _open_folder(page, "config/run1/")
+    page.click("#tree button[data-path='config/run1/param.yaml']")
+    page.wait_for_selector("#preview-text:visible")
+    assert page.text_content("#preview-text") == PARAM_YAML
+    web.shot("preview-yaml")
+    _open_folder(page, "data/run1/")
+    page.click("#tree button[data-path='data/run1/frames.tif']")
+    page.wait_for_selector("#preview-image:visible")
+    page.wait_for_function("document.getElementById('preview-image').naturalWidth > 0")
+    assert page.eval_on_selector("#preview-image", "i => [i.naturalWidth, i.naturalHeight]") == [64, 48]
+    web.shot("preview-tiff")
+
+    # Start a DECODE training from the form: inputs chosen from the folders, never typed.
+    page.click("nav a[data-section='new']")
+    page.wait_for_selector("#f-config_id option[value='run1']", state="attached")
+    assert page.input_value("#f-application") == "decode"
+    page.select_option("#f-entrypoint", "train")
+    page.fill("#f-job_name", "train1")
+    page.select_option("#f-config_id", "run1")
+    page.select_option("#f-data_ids", ["run1"])
+    page.fill("#f-priority", "7")  # refused by the API: its detail shows next to the field
+    web.allowed.append("status of 422")  # Chromium logs the refused request: provoked here, on purpose
+    web.page.click("#job-submit")
+    page.wait_for_selector("#e-priority:text('priority')")
+    assert page.get_attribute("#f-priority", "aria-invalid") == "true"
+    web.shot("form-error")
+    page.fill("#f-priority", "1")
+    web.shot("start-job", full_page=True)
+    _axe(page)
+    page.click("#job-submit")
+    page.wait_for_url(re.compile(r".*#/jobs/\d+$"))
+    job_id = int(page.url.rsplit("/", 1)[1])
+    _badge(page, "queued")
+    web.shot("job-queued")
+
+    # The workers report; the page follows without a reload.
+    service.set_status(job_id, "pulled")
+    service.set_status(job_id, "running", "epoch 1/10")
+    _badge(page, "running")
+    page.wait_for_selector("#job-runtime:text('epoch 1/10')")
+    web.shot("job-running")
+    user_root = service.data_root / username
+    (user_root / "output" / "train1").mkdir(parents=True)
+    (user_root / "output" / "train1" / "emitters.csv").write_bytes(b"x,y,photons\n1.5,2.5,1000\n")
+    (user_root / "log" / "train1").mkdir(parents=True)
+    (user_root / "log" / "train1" / "job.log").write_text("training done\n")
+    service.set_status(job_id, "finished")
+    _badge(page, "finished")
+    assert page.locator("#job-details dd").nth(4).text_content() != "not yet"  # date_finished
+    web.shot("job-finished")
+
+    # Its outputs: the link opens the folder; the file downloads with its bytes.
+    page.click("#job-links a:text('output: output/train1/')")
+    page.wait_for_selector("#tree button[data-path='output/train1/emitters.csv']")
+    page.click("#tree button[data-path='output/train1/emitters.csv']")
+    with page.expect_download() as download:
+        page.click("#download")
+    assert Path(download.value.path()).read_bytes() == b"x,y,photons\n1.5,2.5,1000\n"
+    assert download.value.suggested_filename == "emitters.csv"
+    web.shot("outputs")
+
+    # The jobs table, then the job deleted (with its folders).
+    page.click("nav a[data-section='jobs']")
+    page.wait_for_selector(f"#jobs-body tr[data-job='{job_id}'] .badge-finished")
+    web.shot("jobs-table")
+    _axe(page)
+    page.click(f"#jobs-body tr[data-job='{job_id}'] a")
+    _badge(page, "finished")
+    page.click("#job-delete")
+    page.click("#confirm-ok")
+    page.wait_for_url(re.compile(r".*#/jobs$"))
+    page.wait_for_selector("#jobs-body td:text('No jobs yet.')")
+    assert not (user_root / "output" / "train1").exists()
+    web.assert_clean()
+
+
+def test_an_ended_session_asks_to_sign_in_again_and_keeps_the_page(web: Watched, service: Service):
+    page = web.page
+    page.goto(f"{service.url}/ui/#/new")
+    _sign_up(web, "grace@example.org")
+    page.wait_for_selector("#f-application option[value='decode']", state="attached")
+    page.fill("#f-job_name", "half-typed")
+    # The next API call answers 401, as for an expired token.
+    expired = {"sent": False}
+
+    def expire_once(route: Any) -> None:
+        if not expired["sent"]:
+            expired["sent"] = True
+            route.fulfill(status=401, content_type="application/json", body='{"detail": "the token has expired"}')
+        else:
+            route.continue_()
+
+    web.allowed.append("status of 401")  # Chromium logs the refused request: provoked here, on purpose
+    page.route(re.compile(r".*/jobs/applications$|.*/files/.*"), expire_once)
+    page.click("nav a[data-section='files']")  # lists the folders: 401
+    page.wait_for_selector("#sign-in[open]")
+    assert "sign in again" in page.text_content("#sign-in-reason")
+    _axe(page)  # the dialog
+    web.shot("session-ended")
+    page.fill("#password", PASSWORD)
+    page.click("#sign-in-submit")
+    page.wait_for_selector("#sign-in:not([open])", state="hidden")
+    page.wait_for_selector("#tree button[data-path='data/']")  # the listing, sent again
+    page.click("nav a[data-section='new']")
+    assert page.input_value("#f-job_name") == "half-typed"
+    web.assert_clean()
+
+
+def test_phone_width_and_keyboard(web: Watched, service: Service):
+    page = web.page
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{service.url}/ui/")
+    _sign_up(web, "lin@example.org")
+    page.wait_for_selector("#tree button[data-path='data/']")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    web.shot("phone-files", full_page=True)
+    # The keyboard reaches the folders and opens one.
+    for _ in range(30):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.dataset.path") == "artifact/":
+            break
+    else:
+        pytest.fail("the folders cannot be reached with Tab")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#tree button[data-path='artifact/'][aria-expanded='true']")
+    page.click("nav a[data-section='new']")
+    page.wait_for_selector("#f-application option[value='decode']", state="attached")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    web.shot("phone-form", full_page=True)
+    page.click("#sign-out")
+    page.wait_for_selector("#sign-in[open]")
+    assert page.evaluate("sessionStorage.length") == 0
+    web.assert_clean()
+
+
+def test_dropped_files_renamed_deleted_and_a_folder_downloaded_as_a_zip(web: Watched, service: Service):
+    page = web.page
+    page.goto(f"{service.url}/ui/")
+    _sign_up(web, "ida@example.org")
+    page.click("#tree button[data-path='data/']")
+    page.click("#new-folder")
+    page.fill("#confirm-input", "drop")
+    page.click("#confirm-ok")
+    page.click("#tree button[data-path='data/drop/']")
+    dropped = page.evaluate_handle(
+        """() => {
+          const data = new DataTransfer();
+          data.items.add(new File(["x,y\\n1,2\\n"], "table.csv", {type: "text/csv"}));
+          data.items.add(new File(["a note\\n"], "note.txt", {type: "text/plain"}));
+          return data;
+        }"""
+    )
+    page.dispatch_event("#drop-zone", "drop", {"dataTransfer": dropped})
+    page.wait_for_selector("#upload-total-text:text('all 2 files uploaded')")
+    page.wait_for_selector("#tree button[data-path='data/drop/note.txt']")
+    web.shot("dropped")
+
+    page.click("#tree button[data-path='data/drop/note.txt']")
+    page.click("#rename")
+    page.fill("#confirm-input", "data/drop/renamed.txt")
+    page.click("#confirm-ok")
+    page.wait_for_selector("#tree button[data-path='data/drop/renamed.txt']")
+
+    page.click("#tree button[data-path='data/drop/table.csv']")
+    page.click("#delete")
+    assert "cannot be undone" in page.text_content("#confirm-text")
+    page.click("#confirm-cancel")  # asked, and kept
+    assert page.is_visible("#tree button[data-path='data/drop/table.csv']")
+    page.click("#delete")
+    page.click("#confirm-ok")
+    page.wait_for_selector("#tree button[data-path='data/drop/table.csv']", state="detached")
+
+    page.click("#tree button[data-path='data/drop/']")
+    with page.expect_download() as download:
+        page.click("#download")
+    assert download.value.suggested_filename == "drop.zip"
+    with zipfile.ZipFile(download.value.path()) as archive:
+        assert archive.namelist() == ["renamed.txt"] and archive.read("renamed.txt") == b"a note\n"
+    web.assert_clean()
+
+
+def test_the_jobs_table_pages_and_filters(web: Watched, service: Service):
+    page = web.page
+    page.goto(f"{service.url}/ui/#/jobs")
+    _sign_up(web, "max@example.org")
+    token = httpx.post(f"{service.url}/token", data={"username": "max@example.org", "password": PASSWORD}).json()["id_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    for folder in ("config/c1", "data/d1"):
+        r = httpx.post(f"{service.url}/files/{folder}/upload", headers=auth, files={"file": ("f.txt", b"1")})
+        assert r.status_code == 201, r.text
+    ids = []
+    for index in range(23):
+        body = {
+            "job_name": f"{'b' if index % 2 else 'a'}-{index:02d}",
+            "application": {"application": "decode", "version": "v0_10_1", "entrypoint": "train"},
+            "attributes": {"files_down": {"config_id": "c1", "data_ids": ["d1"]}},
+        }
+        r = httpx.post(f"{service.url}/jobs", headers=auth, json=body)
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    service.set_status(ids[0], "error", "out of memory")
+    page.wait_for_selector("#jobs-range:text-is('1 to 20 of 23')")  # arrived by polling, no reload
+    assert page.locator("#jobs-body tr").count() == 20
+    assert page.is_disabled("#jobs-prev")
+    page.click("#jobs-next")
+    page.wait_for_selector("#jobs-range:text-is('21 to 23 of 23')")
+    assert page.locator("#jobs-body tr").count() == 3
+    assert page.is_visible(f"#jobs-body tr[data-job='{ids[0]}'] .badge-error")
+    web.shot("jobs-page-2")
+    page.fill("#filter-name", "b-")
+    page.click("#job-filters button[type='submit']")
+    page.wait_for_selector("#jobs-range:text-is('1 to 11 of 11')")
+    page.select_option("#filter-status", "error")
+    page.fill("#filter-name", "")
+    page.click("#job-filters button[type='submit']")
+    page.wait_for_selector("#jobs-range:text-is('1 to 1 of 1')")
+    assert page.text_content("#jobs-body tr td:nth-child(2)") == "a-00"
+    web.shot("jobs-filtered")
+    page.select_option("#filter-status", "")
+    page.select_option("#filter-application", "comet")
+    page.click("#job-filters button[type='submit']")
+    page.wait_for_selector("#jobs-body td:text('No job matches the filters.')")
+    page.select_option("#filter-application", "decode")
+    page.fill("#filter-after", "2000-01-01")
+    page.click("#job-filters button[type='submit']")
+    page.wait_for_selector("#jobs-range:text-is('1 to 20 of 23')")
+    web.assert_clean()
+
+
+def test_the_watch_catches_csp_violations_and_requests_outside(web: Watched, service: Service):
+    """The checks the other tests rely on do fire: an inline script, and a request to another host."""
+    page = web.page
+    page.goto(f"{service.url}/ui/")
+    page.wait_for_selector("#sign-in[open]")
+    page.evaluate("""() => {
+      const script = document.createElement("script");
+      script.textContent = "window.injected = true";
+      document.body.append(script);
+      const image = document.createElement("img");
+      image.src = "https://example.org/tracker.png";
+      document.body.append(image);
+    }""")
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.injected") is None  # the policy blocked the inline script
+    assert any("CSP violation: script-src" in p for p in web.problems), web.problems
+    assert any("example.org" in p for p in web.problems), web.problems
+    web.problems.clear()
