@@ -54,6 +54,16 @@ def temp_name(target: Path) -> Path:
     return target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}{PART_SUFFIX}")
 
 
+def remove_stale_parts(target: Path) -> None:
+    """Delete what an earlier, killed download of `target` left (a Ctrl-C'd one cleans up itself)."""
+    for stale in target.parent.glob(f".{glob_escape(target.name)}.*{PART_SUFFIX}"):
+        stale.unlink(missing_ok=True)
+
+
+def glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
 def md5_file(path: Path) -> str:
     digest = hashlib.md5(usedforsecurity=False)
     with path.open("rb") as f:

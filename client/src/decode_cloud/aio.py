@@ -390,7 +390,7 @@ class AsyncClient:
                     progress.file_done(source, size, skipped=True)
                     return -size
             progress.file_started(source, size or 0)
-            target.parent.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(_prepare, target)
             part = t.temp_name(target)
             written = 0
             try:
@@ -416,9 +416,12 @@ class AsyncClient:
             for item in queue:
                 await one(*item)
 
-        async with asyncio.TaskGroup() as group:
-            for _ in range(min(self.parallel, len(plan))):
-                group.create_task(worker())
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(self.parallel, len(plan))):
+                    group.create_task(worker())
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None  # the first failure as it is: ApiError, OSError, ...
 
     # --- jobs -----------------------------------------------------------------------------------
 
@@ -478,6 +481,11 @@ class AsyncClient:
             return await asyncio.wait_for(follow(), timeout)
         except TimeoutError:
             raise WaitTimeout(last or await self.job(job_id)) from None
+
+
+def _prepare(target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    t.remove_stale_parts(target)
 
 
 def _kind(path: Path) -> str | None:
