@@ -41,8 +41,6 @@ from decode_userapi.entrypoints.http.app import create_app
 from tests.integration.harness import INTERNAL_KEY, PASSWORD, S3_ROOT, stacks
 from tests.integration.live import LiveApp
 
-pytestmark = stacks("local-sqlite", "s3-postgres")
-
 FORBIDDEN = ("litestar", "sqlalchemy", "asyncpg", "boto3", "aioboto3", "botocore", "decode_userapi")
 # Runs the CLI's `main` as the `decode-cloud` script does, then checks what it imported.
 WRAPPER = f"""
@@ -180,6 +178,7 @@ def drive(service: Service, job_id: int, *steps: tuple[str, str | None]) -> None
         time.sleep(0.15)
 
 
+@stacks("local-sqlite", "s3-postgres")
 def test_a_whole_session_through_the_cli(service: Service, cli_env: dict[str, str], stack: str, tmp_path: Path):
     files, total = (200, 1 << 30) if stack.startswith("local") else (200, 16 << 20)
     # login: the token is kept in the config dir, readable by its owner only
