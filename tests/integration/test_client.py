@@ -1,6 +1,7 @@
-"""Acceptance of `decode-cloud` (client/): a scientist's whole session through the CLI as a subprocess,
-against the real service served by uvicorn on a loopback port, on the embedded default's storage
-(local disk, SQLite) and on S3 (moto) + PostgreSQL.
+"""The client library (`decode_cloud`, in client/), and acceptance of its CLI `decode-cloud`: a
+scientist's whole session through the CLI as a subprocess, against the real service served by
+uvicorn on a loopback port, on the embedded default's storage (local disk, SQLite) and on S3 (moto)
++ PostgreSQL.
 
 The session: login (token file mode 0600); upload a folder, interrupted halfway by Ctrl-C (SIGINT)
 and run again, which moves only what is missing (the CLI's `--json` report, checked against what the
@@ -35,10 +36,11 @@ import httpx
 import msgspec
 import pytest
 
+from decode_cloud import ApiError, Application, AsyncClient, Attributes, Client, FilesDown, JobCreate, WaitTimeout
 from decode_userapi.config import Settings
 from decode_userapi.container import build_services
 from decode_userapi.entrypoints.http.app import create_app
-from tests.integration.harness import INTERNAL_KEY, PASSWORD, S3_ROOT, stacks
+from tests.integration.harness import INTERNAL_KEY, PASSWORD, S3_ROOT, identities, stacks
 from tests.integration.live import LiveApp
 
 FORBIDDEN = ("litestar", "sqlalchemy", "asyncpg", "boto3", "aioboto3", "botocore", "decode_userapi")
@@ -272,3 +274,84 @@ def test_watch_exit_code_tells_an_error_and_errors_carry_the_detail(service: Ser
     assert missing.returncode == 1 and "404" in missing.stderr
     assert cli(env, "delete", str(job["id"])).returncode == 0
     assert cli(env, "status", str(job["id"])).returncode == 1
+
+
+@stacks("local-sqlite")
+def test_the_library_sync_client(service: Service, tmp_path: Path):
+    """`Client` (which runs `AsyncClient`'s code on a portal thread): files, jobs, waiting, errors."""
+    local = tmp_path / "one.txt"
+    local.write_bytes(b"hello")
+    with Client(service.url, username=USER, password=PASSWORD) as c:
+        assert c.user().email == USER
+        c.mkdir("data/x/y")
+        assert c.upload(local, "data/x/renamed.txt").files_transferred == 1  # to that name
+        assert c.upload(local, "data/x/y").files_transferred == 1  # into the folder
+        assert [e.path for e in c.ls("data/x", recursive=True)] == ["data/x/renamed.txt", "data/x/y/", "data/x/y/one.txt"]
+        assert c.upload(local, "data/x/y/").files_skipped == 1
+        local.write_bytes(b"hellO")  # the same size, other content: skipped, unless content is compared
+        assert c.upload(local, "data/x/y/").files_skipped == 1
+        assert c.upload(local, "data/x/y/", checksum=True).files_transferred == 1  # local storage has no hash: sent
+        assert c.mv("data/x/renamed.txt", "data/x/moved.txt").path == "data/x/moved.txt"
+        assert c.download("data/x/moved.txt", tmp_path / "got.txt").bytes_transferred == 5
+        assert (tmp_path / "got.txt").read_bytes() == b"hello"
+        assert c.download("data/x/y", tmp_path / "y").files_transferred == 1
+        assert (tmp_path / "y" / "one.txt").read_bytes() == b"hellO"
+        with pytest.raises(ApiError) as missing:
+            c.mv("data/x/nothing", "data/x/other")
+        assert missing.value.status == 404 and "nothing" in str(missing.value.detail)
+        c.rm("data/x")
+        assert c.ls("data") == []
+
+        c.aio.token = "not-a-token"  # a token the service refuses: signed in again, once
+        c.upload(local, "config/c1/")
+        job = c.submit(
+            JobCreate(
+                job_name="j1",
+                application=Application("decode", "v0_10_1", "train"),
+                attributes=Attributes(files_down=FilesDown(config_id="c1")),
+            )
+        )
+        assert [j.id for j in c.jobs()] == [job.id] and c.job(job.id).status == "queued"
+        with pytest.raises(WaitTimeout):
+            c.wait(job.id, timeout=0.3, poll_interval=0.05)
+        threading.Timer(0.2, drive, (service, job.id, ("pulled", None), ("finished", "done"))).start()
+        done = c.wait(job.id, timeout=20, poll_interval=0.05)
+        assert done.status == "finished" and done.is_final and done.runtime_details == "done"
+        assert [j.status for j in c.changes(job.id)] == ["finished"]
+        c.delete(job.id)
+        with pytest.raises(ApiError) as gone:
+            c.job(job.id)
+        assert gone.value.status == 404
+
+
+@stacks("local-sqlite")
+@identities("cognito")
+async def test_the_async_client_signs_in_through_cognito(service: Service):
+    """`/access_info` names a user pool: `InitiateAuth` (USER_PASSWORD_AUTH) as plain JSON over HTTP, on
+    moto's Cognito (found through AWS_ENDPOINT_URL, as the AWS SDK would)."""
+    async with AsyncClient(service.url, username=USER, password=PASSWORD) as c:
+        assert "cognito" in await c.access_info()
+        assert (await c.user()).email == USER
+        assert c.token and c.token_expires_at and c.token_expires_at > time.time()
+    async with AsyncClient(service.url, username=USER, password="wrong-password-1") as c:
+        with pytest.raises(ApiError) as refused:
+            await c.ls()
+        assert refused.value.status == 400 and refused.value.detail
+
+
+def test_the_client_installs_without_the_servers_dependencies():
+    """What `pip install ./client` installs in a fresh venv, as pip's resolver reports it (a real fresh
+    venv costs ~20 s here; the resolution is the same), and the installed `decode-cloud` script."""
+    report = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet", "--report", "-", "./client"],
+        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=120,
+    )
+    assert report.returncode == 0, report.stderr
+    names = {i["metadata"]["name"].lower().replace("_", "-") for i in msgspec.json.decode(report.stdout)["install"]}
+    assert "decode-cloud" in names and {"httpx", "msgspec", "rich"} <= names
+    server = {"litestar", "sqlalchemy", "asyncpg", "boto3", "aioboto3", "botocore", "decode-userapi", "uvicorn"}
+    assert not names & server, names & server
+    script = Path(sys.executable).parent / "decode-cloud"
+    for args in ([], ["upload"], ["watch"]):
+        shown = subprocess.run([script, *args, "--help"], capture_output=True, text=True, timeout=30)
+        assert shown.returncode == 0 and "examples:" in shown.stdout, shown.stderr
