@@ -222,7 +222,7 @@ async def cmd_ls(args: argparse.Namespace) -> int:
 async def cmd_upload(args: argparse.Namespace) -> int:
     async def run(client: AsyncClient) -> int:
         with Bars("uploaded", enabled=not args.json and err.is_terminal) as bars:
-            summary = await client.upload(args.local, args.remote, checksum=args.checksum, progress=bars)
+            summary = await client.upload(args.local, args.remote, checksum=args.checksum, progress=bars if bars.enabled else None)
         _show_transfer(args, summary, "uploaded")
         return EXIT_OK
 
@@ -232,7 +232,7 @@ async def cmd_upload(args: argparse.Namespace) -> int:
 async def cmd_download(args: argparse.Namespace) -> int:
     async def run(client: AsyncClient) -> int:
         with Bars("downloaded", enabled=not args.json and err.is_terminal) as bars:
-            summary = await client.download(args.remote, args.local, checksum=args.checksum, progress=bars)
+            summary = await client.download(args.remote, args.local, checksum=args.checksum, progress=bars if bars.enabled else None)
         _show_transfer(args, summary, "downloaded")
         return EXIT_OK
 
