@@ -211,6 +211,13 @@ def test_a_whole_session_through_the_cli(service: Service, cli_env: dict[str, st
         "bytes_skipped": size * len(kept),
     }
     assert service.stored_sizes("data/run1") == dict.fromkeys(hashes, size)
+    if service.s3 is not None:  # S3's ETag is the MD5 of a POSTed object: --checksum compares content
+        changed = source / "a" / "frame001.bin"
+        with changed.open("r+b") as f:
+            f.write(b"\0" * 16)  # the same size, other bytes
+        checked = cli_json(cli_env, "upload", "--checksum", str(source), "data/run1")
+        assert (checked["files_skipped"], checked["files_transferred"]) == (files - 1, 1)
+        hashes["a/frame001.bin"] = hashlib.sha256(changed.read_bytes()).hexdigest()
 
     listing = cli_json(cli_env, "ls", "-r", "data/run1")
     assert [e["path"] for e in listing if e["type"] == "file"] == sorted(f"data/run1/{rel}" for rel in hashes)
