@@ -12,7 +12,10 @@ wall clock:
   (xargs -P), the way a script without the client would;
 - client upload: `decode-cloud upload FOLDER data/client` (`--parallel` files at a time, the `/url` flow);
 - direct download: `curl -o` of every file's `GET …/download`, `--parallel` at a time;
-- client download: `decode-cloud download data/client DEST`.
+- client download: `decode-cloud download data/client DEST`;
+
+in `--rounds` rounds (default 3; who goes first alternates), reporting medians: this 2-core machine
+is shared, and single runs vary by 2x.
 
 Downloads are written to disk in both cases. The client's peak RSS (`/usr/bin/time -f %M`) is
 compared with its peak RSS for a one-file upload: the growth a 2 GiB folder costs. The table goes to
@@ -28,6 +31,7 @@ import os
 import platform
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -78,6 +82,7 @@ def main() -> int:
     parser.add_argument("--gib", type=float, default=2.0)
     parser.add_argument("--files", type=int, default=200)
     parser.add_argument("--parallel", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the four transfers; medians are reported")
     args = parser.parse_args()
     total = int(args.gib * (1 << 30))
     scratch = Path(tempfile.mkdtemp(prefix="decode-client-bench-"))
@@ -89,6 +94,7 @@ def main() -> int:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     rows: list[tuple[str, str, str]] = []
+    all_times = ""
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -114,24 +120,49 @@ def main() -> int:
         def xargs(template: str) -> list[str]:
             return ["sh", "-c", f"ls {source} | xargs -P {args.parallel} -I NAME {template}"]
 
-        print("direct upload (curl)", file=sys.stderr)
-        direct_up, _ = timed(xargs(f"curl -sS -f -o /dev/null -H '{auth}' -F file=@{source}/NAME {url}/files/data/direct/upload"))
-        print("client upload", file=sys.stderr)
-        client_up, up_rss = timed([*cli, "upload", str(source), "data/client"], env=cli_env)
+        direct_dest, client_dest = scratch / "direct-down", scratch / "client-down"
         small = scratch / "small.txt"
         small.write_bytes(b"x" * 1000)
         _, base_rss = timed([*cli, "upload", str(small), "data/small/"], env=cli_env)
+        times: dict[str, list[float]] = {"direct_up": [], "client_up": [], "direct_down": [], "client_down": []}
+        rss = {"up": 0, "down": 0}
 
-        direct_dest, client_dest = scratch / "direct-down", scratch / "client-down"
-        direct_dest.mkdir()
-        print("direct download (curl)", file=sys.stderr)
-        direct_down, _ = timed(xargs(f"curl -sS -f -H '{auth}' -o {direct_dest}/NAME {url}/files/data/direct/NAME/download"))
-        shutil.rmtree(direct_dest)
-        print("client download", file=sys.stderr)
-        client_down, down_rss = timed([*cli, "download", "data/client", str(client_dest)], env=cli_env)
-        assert sorted(p.name for p in client_dest.iterdir()) == names
-        assert all(p.stat().st_size == size for p in client_dest.iterdir())
-        shutil.rmtree(client_dest)
+        def direct_upload() -> None:
+            times["direct_up"].append(
+                timed(xargs(f"curl -sS -f -o /dev/null -H '{auth}' -F file=@{source}/NAME {url}/files/data/direct/upload"))[0]
+            )
+
+        def client_upload() -> None:
+            elapsed, peak = timed([*cli, "upload", str(source), "data/client"], env=cli_env)
+            times["client_up"].append(elapsed)
+            rss["up"] = max(rss["up"], peak)
+
+        def direct_download() -> None:
+            direct_dest.mkdir()
+            times["direct_down"].append(
+                timed(xargs(f"curl -sS -f -H '{auth}' -o {direct_dest}/NAME {url}/files/data/direct/NAME/download"))[0]
+            )
+            shutil.rmtree(direct_dest)
+
+        def client_download() -> None:
+            elapsed, peak = timed([*cli, "download", "data/client", str(client_dest)], env=cli_env)
+            times["client_down"].append(elapsed)
+            rss["down"] = max(rss["down"], peak)
+            assert sorted(p.name for p in client_dest.iterdir()) == names
+            assert all(p.stat().st_size == size for p in client_dest.iterdir())
+            shutil.rmtree(client_dest)
+
+        for round_ in range(args.rounds):
+            print(f"round {round_ + 1}/{args.rounds}", file=sys.stderr)
+            for folder in ("data/direct", "data/client"):
+                httpx.delete(f"{url}/files/{folder}", headers={"authorization": f"Bearer {token}"}).raise_for_status()
+            # who goes first alternates, so neither always meets the other's disk write-back
+            ups, downs = (direct_upload, client_upload), (direct_download, client_download)
+            for step in (ups if round_ % 2 == 0 else ups[::-1]) + (downs if round_ % 2 == 0 else downs[::-1]):
+                step()
+        direct_up, client_up = statistics.median(times["direct_up"]), statistics.median(times["client_up"])
+        direct_down, client_down = statistics.median(times["direct_down"]), statistics.median(times["client_down"])
+        up_rss, down_rss = rss["up"], rss["down"]
 
         mib = 1 << 20
         up_ratio, down_ratio = client_up and direct_up / client_up, client_down and direct_down / client_down
@@ -145,14 +176,16 @@ def main() -> int:
              f"{base_rss / 1024:.0f} / {up_rss / 1024:.0f} / {down_rss / 1024:.0f} MiB", f"growth {growth:+.0f} MiB (limit +64)"),
         ]
         ok = up_ratio >= 0.8 and down_ratio >= 0.8 and growth < 64
+        all_times = "; ".join(f"{k} " + " ".join(f"{v:.1f}" for v in vs) for k, vs in times.items())
     finally:
         server.terminate()
         server.wait(timeout=30)
         shutil.rmtree(scratch, ignore_errors=True)
     header = (
         f"### decode-cloud vs direct transfers, {args.files} files, {args.gib:g} GiB, {args.parallel} at a time "
-        f"({dt.date.today()}, {platform.node()}, {os.cpu_count()} cores)\n\n"
-        "| what | rate | wall |\n|---|---|---|\n"
+        f"({dt.datetime.now(dt.UTC).date()}, {platform.node()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
+        f"medians of {args.rounds} rounds, walls: {all_times})\n\n"
+        "| what | rate (median) | wall (median) |\n|---|---|---|\n"
     )
     table = header + "".join(f"| {a} | {b} | {c} |\n" for a, b, c in rows)
     print(table)
