@@ -145,6 +145,18 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
 
 
+_UNITS = {"kB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "PB": 10**15}
+
+
+def approx_bytes(size: str) -> int:
+    """A listing's rounded size ("3.4 MB", "19 Bytes") as a byte count, near enough for an estimate."""
+    number, _, unit = size.partition(" ")
+    try:
+        return int(float(number) * _UNITS.get(unit, 1))
+    except ValueError:
+        return 0
+
+
 def jwt_expiry(token: str) -> float | None:
     """The `exp` claim of a JWT (read, not verified: the service verifies), as a Unix time."""
     try:

@@ -354,6 +354,7 @@ class AsyncClient:
         service-side hash they are downloaded again)."""
         progress = progress or NoProgress()
         destination = Path(local)
+        remote_files: dict[str, FileInfo] = {}
         if await self.is_dir(remote):
             base = t.remote_path(remote)
             remote_files = await self._remote_files(base)
@@ -365,7 +366,8 @@ class AsyncClient:
             target = destination / name if into else destination
             plan = [(t.remote_path(remote), target)]
         summary = TransferSummary(files_total=len(plan))
-        progress.start(len(plan), 0)
+        # the listing's sizes are rounded ("3.4 MB"): enough for a progress bar's total and ETA
+        progress.start(len(plan), sum(t.approx_bytes(remote_files[rel].size) for rel in remote_files) if remote_files else 0)
 
         async def one(source: str, target: Path) -> None:
             size = await self._download_file(source, target, checksum, progress)

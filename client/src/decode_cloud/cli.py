@@ -54,7 +54,7 @@ class Bars:
         self.progress = Progress(
             TextColumn("{task.description}", justify="left"),
             BarColumn(bar_width=28),
-            DownloadColumn(binary_units=True),
+            DownloadColumn(),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
             console=err,
@@ -81,6 +81,8 @@ class Bars:
         self.total = self.progress.add_task(self._describe(), total=total_bytes or None)
 
     def file_started(self, path: str, size: int) -> None:
+        if self.total is not None and self.count == 1 and size:
+            self.progress.update(self.total, total=size)  # one file: its size is known only now
         name = path if len(path) <= 40 else "…" + path[-39:]
         self.files[path] = self.progress.add_task(f"  {escape(name)}", total=size or None)
 
@@ -99,6 +101,8 @@ class Bars:
             total = self.progress.tasks[self.total].total
             if skipped and total:
                 self.progress.update(self.total, total=max(total - size, 0))  # the rate and ETA count what moves
+            if self.done == self.count:  # a download's total was estimated from the listing's rounded sizes
+                self.progress.update(self.total, total=self.progress.tasks[self.total].completed)
             self.progress.update(self.total, description=self._describe())
 
 
@@ -404,7 +408,10 @@ async def cmd_watch(args: argparse.Namespace) -> int:
         last: Job | None = None
         seen_lines = 0
         deadline = time.monotonic() + args.timeout if args.timeout else None
-        status = err.status("waiting", spinner="dots") if not args.json and err.is_terminal else None
+        # the spinner only when stdout is the same terminal; then lines go through its console, which
+        # keeps them above the spinner
+        status = err.status("waiting", spinner="dots") if not args.json and err.is_terminal and out.is_terminal else None
+        say = err.print if status is not None else out.print
         if status is not None:
             status.start()
         try:
@@ -414,16 +421,16 @@ async def cmd_watch(args: argparse.Namespace) -> int:
                 else:
                     if last is None:
                         a = job.application
-                        out.print(f"job {job.id}  {escape(job.job_name)}  ({a.application} {a.version} {a.entrypoint})  "
+                        say(f"job {job.id}  {escape(job.job_name)}  ({a.application} {a.version} {a.entrypoint})  "
                                   f"created {_when(job.date_created)}")
                     if last is None or job.status != last.status:
                         dates = f"started {_when(job.date_started)}" if job.date_started else ""
                         if job.date_finished:
                             dates += f"  finished {_when(job.date_finished)}  runtime {_runtime(job)}"
-                        out.print(f"{time.strftime('%H:%M:%S')}  {_status(job.status, 14)}  {dates}")
+                        say(f"{time.strftime('%H:%M:%S')}  {_status(job.status, 14)}  {dates}")
                     lines = (job.runtime_details or "").splitlines()
                     for line in lines[seen_lines:]:
-                        out.print(f"          │ {escape(line)}")
+                        say(f"          │ {escape(line)}")
                     seen_lines = len(lines)
                     if status is not None:
                         status.update(f"{job.status} · runtime {_runtime(job)}")
@@ -556,7 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
              "  decode-cloud watch 12 && decode-cloud download artifact/train1 ./train1\n"
              "  decode-cloud watch 12 --json | jq -r .status   # one Job per line")
     p.add_argument("id", type=int)
-    p.add_argument("--interval", type=float, default=2.0, help="seconds between checks (default 2; unchanged answers are cheap)")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between checks (default 1; unchanged answers are cheap)")
     p.add_argument("--timeout", type=float, help="give up after this many seconds (exit 124)")
     p = _add(sub, "delete", cmd_delete, "delete a job and its output folders", "  decode-cloud delete 12")
     p.add_argument("id", type=int)
