@@ -266,21 +266,38 @@ def test_a_whole_session_through_the_cli(service: Service, cli_env: dict[str, st
 
 
 @stacks("local-sqlite")  # exit codes and errors do not depend on the storage
-def test_watch_exit_code_tells_an_error_and_errors_carry_the_detail(service: Service, cli_env: dict[str, str]):
+def test_the_other_commands_exit_codes_and_errors(service: Service, cli_env: dict[str, str], tmp_path: Path):
     env = {**cli_env, "DECODE_CLOUD_USERNAME": USER, "DECODE_CLOUD_PASSWORD": PASSWORD}  # signs in by itself
-    assert cli(env, "mkdir", "config/c1").returncode == 0
-    job = cli_json(env, "submit", "broken", "--app", "decode", "--version", "v0_10_1", "--entrypoint", "train", "--config", "c1")
+    with Client(service.url, username=USER, password=PASSWORD) as c:
+        c.mkdir("config/c1")
+    job_file = tmp_path / "job.yaml"
+    job_file.write_text(
+        "job_name: broken\napplication: {application: decode, version: v0_10_1, entrypoint: train}\n"
+        "attributes:\n  files_down:\n    config_id: c1\n"
+    )
+    job = cli_json(env, "submit", "--file", str(job_file))
     threading.Timer(0.3, drive, (service, job["id"], ("pulled", None), ("error", "out of GPU memory"))).start()
     watch = cli(env, "watch", str(job["id"]), "--interval", "0.1")
     assert watch.returncode == 1 and "out of GPU memory" in watch.stdout, watch.stdout + watch.stderr
-    again = cli(env, "--json", "submit", "broken", "--app", "decode", "--version", "v0_10_1", "--entrypoint", "train", "--config", "c1")
+    again = cli(env, "--json", "submit", "--file", str(job_file))
     assert again.returncode == 1
     assert msgspec.json.decode(again.stdout)["error"]["status"] == 409
     assert "broken" in again.stderr  # the service's detail
-    missing = cli(env, "download", "data/nothing-here", "x")
+    table = cli(env, "jobs")
+    assert table.returncode == 0 and "broken" in table.stdout and "error" in table.stdout
+    assert "train" in cli_json(env, "apps")["decode"]["v0_10_1"]
+    assert cli(env, "mkdir", "data/d1").returncode == 0
+    assert cli_json(env, "mv", "data/d1", "data/d2")["path"] == "data/d2/"
+    assert cli(env, "rm", "data/d2").returncode == 0
+    missing = cli(env, "download", "data/nothing-here", str(tmp_path / "x"))
     assert missing.returncode == 1 and "404" in missing.stderr
     assert cli(env, "delete", str(job["id"])).returncode == 0
-    assert cli(env, "status", str(job["id"])).returncode == 1
+    assert cli_json(env, "ls", "data") == []
+    # it kept the token it signed in for; `logout` forgets it, and without one the CLI says what to do
+    assert cli(cli_env, "ls").returncode == 0
+    assert cli(cli_env, "logout").returncode == 0
+    signed_out = cli(cli_env, "ls")
+    assert signed_out.returncode == 2 and "decode-cloud login" in signed_out.stderr
 
 
 @stacks("local-sqlite")
