@@ -157,6 +157,15 @@ def approx_bytes(size: str) -> int:
         return 0
 
 
+def sse_concerns(data: str, job_id: int) -> bool:
+    """Whether a `GET /jobs/events/stream` message's data is about the job `job_id` (unreadable: yes)."""
+    try:
+        message = json.loads(data)
+    except ValueError:
+        return True
+    return not isinstance(message, dict) or message.get("job_id") == job_id
+
+
 def jwt_expiry(token: str) -> float | None:
     """The `exp` claim of a JWT (read, not verified: the service verifies), as a Unix time."""
     try:

@@ -16,7 +16,7 @@ import httpx
 import msgspec
 
 from decode_cloud import _transfer as t
-from decode_cloud.errors import ApiError, AuthError, WaitTimeout
+from decode_cloud.errors import ApiError, AuthError, DecodeCloudError, WaitTimeout
 from decode_cloud.models import FileHTTPRequest, FileInfo, Job, JobCreate, TransferSummary, User
 
 _RETRY_STATUSES = (429, 502, 503, 504)
@@ -468,26 +468,68 @@ class AsyncClient:
         """Delete a job and its output folders."""
         await self._send("DELETE", f"/jobs/{int(job_id)}")
 
-    async def changes(self, job_id: int, *, poll_interval: float | None = None) -> AsyncGenerator[Job, None]:
+    async def changes(self, job_id: int, *, poll_interval: float | None = None, live: bool = True) -> AsyncGenerator[Job, None]:
         """The job now, then again each time it changes, until it reaches a final state.
 
-        This is the seam for live updates: it polls `GET /jobs/{id}` with `If-None-Match` (a `304`
-        costs the service one small read). When the service offers `GET /jobs/events/stream` (SSE,
-        issue #13), a stream-based source yielding the same `Job` values goes here, with this polling
-        kept as the fallback for services without it.
+        The job is always read with `GET /jobs/{id}` and `If-None-Match` (a `304` costs the service one
+        small read). When the service offers the live stream `GET /jobs/events/stream` (Server-Sent
+        Events) and `live` is true, a message about this job makes the next read happen at once, and
+        reads without one are spaced 30 s apart; the stream only says *when* to look, so a message
+        lost in a reconnect costs at most one such interval. A service without the stream (it answers
+        an error status) is read every `poll_interval` seconds.
         """
         interval = self.poll_interval if poll_interval is None else poll_interval
+        wake, stream = asyncio.Event(), {"up": False}
+        listener = asyncio.create_task(self._listen(int(job_id), wake, stream)) if live else None
         etag: str | None = None
+        try:
+            while True:
+                wake.clear()  # before the read: a message arriving during it triggers another
+                headers = {"if-none-match": etag} if etag else {}
+                response = await self._send("GET", f"/jobs/{int(job_id)}", headers=headers)
+                if response.status_code != 304:
+                    etag = response.headers.get("etag")
+                    job = msgspec.json.decode(response.content, type=Job)
+                    yield job
+                    if job.is_final:
+                        return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), max(interval, 30.0) if stream["up"] else interval)
+        finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+
+    async def _listen(self, job_id: int, wake: asyncio.Event, stream: dict[str, bool]) -> None:
+        """Set `wake` for each message of `GET /jobs/events/stream` about `job_id`; reconnect (with
+        `Last-Event-ID`) when the stream ends; return for good when the service has no stream."""
+        last_id: str | None = None
         while True:
-            headers = {"if-none-match": etag} if etag else {}
-            response = await self._send("GET", f"/jobs/{int(job_id)}", headers=headers)
-            if response.status_code != 304:
-                etag = response.headers.get("etag")
-                job = msgspec.json.decode(response.content, type=Job)
-                yield job
-                if job.is_final:
-                    return
-            await asyncio.sleep(interval)
+            try:
+                headers = {"accept": "text/event-stream", **(await self._authorization())}
+                if last_id is not None:
+                    headers["last-event-id"] = last_id
+                timeout = httpx.Timeout(10.0, read=60.0)  # the service sends a keep-alive every 15 s
+                async with self._http.stream("GET", "/jobs/events/stream", headers=headers, timeout=timeout) as response:
+                    if response.status_code != 200 or not response.headers.get("content-type", "").startswith("text/event-stream"):
+                        return  # no live stream here (or it refused us): reading every poll_interval does it all
+                    stream["up"] = True
+                    data: builtins.list[str] = []
+                    async for line in response.aiter_lines():
+                        if line.startswith("id:"):
+                            last_id = line[3:].strip()
+                        elif line.startswith("data:"):
+                            data.append(line[5:].strip())
+                        elif not line and data:
+                            if t.sse_concerns("\n".join(data), job_id):
+                                wake.set()
+                            data = []
+            except (httpx.HTTPError, DecodeCloudError):
+                pass
+            stream["up"] = False
+            wake.set()  # read the job once now: the gap may have hidden a change
+            await asyncio.sleep(2.0)  # the stream's `retry:`
 
     async def wait(self, job_id: int, *, timeout: float | None = None, poll_interval: float | None = None) -> Job:
         """The job once it is `finished`, `error` or `canceled`; `WaitTimeout` after `timeout` seconds."""

@@ -123,9 +123,9 @@ class Client:
     def wait(self, job_id: int, *, timeout: float | None = None, poll_interval: float | None = None) -> Job:
         return self._run(self.aio.wait, job_id, timeout=timeout, poll_interval=poll_interval)
 
-    def changes(self, job_id: int, *, poll_interval: float | None = None) -> Iterator[Job]:
+    def changes(self, job_id: int, *, poll_interval: float | None = None, live: bool = True) -> Iterator[Job]:
         """The job now, then at each change until a final state (see `AsyncClient.changes`)."""
-        changes: AsyncGenerator[Job, None] = self.aio.changes(job_id, poll_interval=poll_interval)
+        changes: AsyncGenerator[Job, None] = self.aio.changes(job_id, poll_interval=poll_interval, live=live)
         try:
             while True:
                 try:
