@@ -287,6 +287,9 @@ def test_the_other_commands_exit_codes_and_errors(service: Service, cli_env: dic
     assert again.returncode == 1
     assert msgspec.json.decode(again.stdout)["error"]["status"] == 409
     assert "broken" in again.stderr  # the service's detail
+    stuck = cli_json(env, "submit", "stuck", "--file", str(job_file))  # the name overrides the file's
+    waited = cli(env, "watch", str(stuck["id"]), "--interval", "0.1", "--timeout", "0.5")
+    assert waited.returncode == 124 and "queued" in waited.stderr, waited.stderr
     table = cli(env, "jobs")
     assert table.returncode == 0 and "broken" in table.stdout and "error" in table.stdout
     assert "train" in cli_json(env, "apps")["decode"]["v0_10_1"]

@@ -407,7 +407,6 @@ async def cmd_watch(args: argparse.Namespace) -> int:
     async def run(client: AsyncClient) -> int:
         last: Job | None = None
         seen_lines = 0
-        deadline = time.monotonic() + args.timeout if args.timeout else None
         # the spinner only when stdout is the same terminal; then lines go through its console, which
         # keeps them above the spinner
         status = err.status("waiting", spinner="dots") if not args.json and err.is_terminal and out.is_terminal else None
@@ -415,29 +414,30 @@ async def cmd_watch(args: argparse.Namespace) -> int:
         if status is not None:
             status.start()
         try:
-            async for job in client.changes(args.id, poll_interval=args.interval):
-                if args.json:
-                    _emit(args, job)
-                else:
-                    if last is None:
-                        a = job.application
-                        say(f"job {job.id}  {escape(job.job_name)}  ({a.application} {a.version} {a.entrypoint})  "
-                                  f"created {_when(job.date_created)}")
-                    if last is None or job.status != last.status:
-                        dates = f"started {_when(job.date_started)}" if job.date_started else ""
-                        if job.date_finished:
-                            dates += f"  finished {_when(job.date_finished)}  runtime {_runtime(job)}"
-                        say(f"{time.strftime('%H:%M:%S')}  {_status(job.status, 14)}  {dates}")
-                    lines = (job.runtime_details or "").splitlines()
-                    for line in lines[seen_lines:]:
-                        say(f"          │ {escape(line)}")
-                    seen_lines = len(lines)
-                    if status is not None:
-                        status.update(f"{job.status} · runtime {_runtime(job)}")
-                last = job
-                if deadline is not None and time.monotonic() > deadline and not job.is_final:
-                    err.print(f"gave up after {args.timeout} s: job {job.id} is {job.status}")
-                    return EXIT_TIMEOUT
+            async with asyncio.timeout(args.timeout):
+                async for job in client.changes(args.id, poll_interval=args.interval):
+                    if args.json:
+                        _emit(args, job)
+                    else:
+                        if last is None:
+                            a = job.application
+                            say(f"job {job.id}  {escape(job.job_name)}  ({a.application} {a.version} {a.entrypoint})  "
+                                f"created {_when(job.date_created)}")
+                        if last is None or job.status != last.status:
+                            dates = f"started {_when(job.date_started)}" if job.date_started else ""
+                            if job.date_finished:
+                                dates += f"  finished {_when(job.date_finished)}  runtime {_runtime(job)}"
+                            say(f"{time.strftime('%H:%M:%S')}  {_status(job.status, 14)}  {dates}")
+                        lines = (job.runtime_details or "").splitlines()
+                        for line in lines[seen_lines:]:
+                            say(f"          │ {escape(line)}")
+                        seen_lines = len(lines)
+                        if status is not None:
+                            status.update(f"{job.status} · runtime {_runtime(job)}")
+                    last = job
+        except TimeoutError:
+            err.print(f"gave up after {args.timeout} s: job {args.id} is {last.status if last else 'unknown'}")
+            return EXIT_TIMEOUT
         finally:
             if status is not None:
                 status.stop()
