@@ -172,6 +172,17 @@ def interrupt_halfway(process: subprocess.Popen[str], progress: Any, half: int, 
     return process.returncode
 
 
+def settled(read: Any, pause: float = 0.3) -> Any:
+    """`read()` once two readings `pause` apart agree."""
+    before, after = read(), None
+    while True:
+        time.sleep(pause)
+        after = read()
+        if after == before:
+            return after
+        before = after
+
+
 def drive(service: Service, job_id: int, *steps: tuple[str, str | None]) -> None:
     """Status updates as the worker-facing API sends them."""
     for status, details in steps:
@@ -201,8 +212,7 @@ def test_a_whole_session_through_the_cli(service: Service, cli_env: dict[str, st
     upload = start(cli_env, "upload", str(source), "data/run1")
     code = interrupt_halfway(upload, lambda: len(service.stored_sizes("data/run1")), files // 2, signal.SIGINT)
     assert code == 130
-    time.sleep(0.3)  # a request the server was finishing as the client went
-    kept = service.stored_sizes("data/run1")
+    kept = settled(lambda: service.stored_sizes("data/run1"))  # requests the server was finishing as the client went
     assert files // 2 <= len(kept) < files
     assert set(kept.values()) == {size}, "a partial upload is stored"
     resumed = cli_json(cli_env, "upload", str(source), "data/run1")
