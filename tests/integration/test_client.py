@@ -7,8 +7,8 @@ The session: login (token file mode 0600); upload a folder, interrupted halfway 
 and run again, which moves only what is missing (the CLI's `--json` report, checked against what the
 service held after the interruption); list it; submit a job; drive it to `finished` as the
 worker-facing API would (`PUT /_job_status`, and a model file written into its folder); `watch` it to
-the end; download the outputs and the folder, the folder download killed (SIGKILL) halfway and run
-again. Every byte is compared by SHA-256.
+the end; download the outputs and the folder, the folder download interrupted by Ctrl-C, run again,
+killed (SIGKILL) and run again. Every byte is compared by SHA-256.
 
 Sizes: 200 files, 1 GiB in all, on local disk; 200 files, 16 MiB in all, on moto's S3 (an in-process
 emulator that keeps objects in memory: 1 GiB there would cost a minute and gigabytes of RAM and show
@@ -265,11 +265,14 @@ def test_a_whole_session_through_the_cli(service: Service, cli_env: dict[str, st
     assert cli_json(cli_env, "download", "artifact/train1", str(outputs))["files_transferred"] == 1
     assert (outputs / "model" / "model.pt").read_bytes() == model
     back = tmp_path / "back"
-    download = start(cli_env, "--parallel", "2", "download", "data/run1", str(back))
     complete = lambda: sum(1 for p in back.rglob("*.bin") if p.stat().st_size == size) if back.exists() else 0  # noqa: E731
-    interrupt_halfway(download, complete, files // 2, signal.SIGKILL)
+    download = start(cli_env, "--parallel", "2", "download", "data/run1", str(back))
+    assert interrupt_halfway(download, complete, files // 3, signal.SIGINT) == 130  # Ctrl-C: cleans up after itself
+    assert not list(back.rglob("*.decode-cloud-part"))
+    download = start(cli_env, "--parallel", "2", "download", "data/run1", str(back))
+    interrupt_halfway(download, complete, 2 * files // 3, signal.SIGKILL)  # no chance to: leaves its temporary files
     named = list(back.rglob("*.bin"))
-    assert files // 2 <= len(named) < files
+    assert 2 * files // 3 <= len(named) < files
     assert all(p.stat().st_size == size for p in named), "a partial download is under its real name"
     again = cli_json(cli_env, "download", "data/run1", str(back))
     assert (again["files_skipped"], again["files_transferred"]) == (len(named), files - len(named))
