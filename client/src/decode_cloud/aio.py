@@ -319,13 +319,21 @@ class AsyncClient:
 
     async def _upload_file(self, path: Path, target: str, size: int, progress: Progress) -> None:
         folder, _, name = target.rpartition("/")
+        sent = 0
+
+        def advance(nbytes: int) -> None:
+            nonlocal sent
+            sent += nbytes
+            progress.advance(target, nbytes)
+
         for attempt in range(_RETRIES + 1):
             request = await self.upload_request(folder)
-            body = t.MultipartFile(request.data, name, path, size, lambda n: progress.advance(target, n))
+            body = t.MultipartFile(request.data, name, path, size, advance)
             headers = {**request.headers, "content-type": body.content_type, "content-length": str(body.length)}
             response = await self._http.request(request.method.upper(), request.url, headers=headers, content=body.stream())
             if response.status_code in _RETRY_STATUSES and attempt < _RETRIES:
-                progress.advance(target, -size)
+                progress.advance(target, -sent)  # sent again from the start
+                sent = 0
                 await asyncio.sleep(_retry_after(response, attempt))
                 continue
             if response.status_code >= 400:
