@@ -7,6 +7,7 @@ import asyncio
 import getpass
 import os
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -65,6 +66,7 @@ class Bars:
         self.total: TaskID | None = None
         self.files: dict[str, TaskID] = {}
         self.done = self.count = 0
+        self.lock = threading.Lock()  # downloads report from worker threads
 
     def __enter__(self) -> Bars:
         self.progress.__enter__()
@@ -81,6 +83,10 @@ class Bars:
         self.total = self.progress.add_task(self._describe(), total=total_bytes or None)
 
     def file_started(self, path: str, size: int) -> None:
+        with self.lock:
+            self._started(path, size)
+
+    def _started(self, path: str, size: int) -> None:
         if self.total is not None and self.count == 1 and size:
             self.progress.update(self.total, total=size)  # one file: its size is known only now
         name = path if len(path) <= 40 else "…" + path[-39:]
@@ -89,16 +95,21 @@ class Bars:
     def advance(self, path: str, nbytes: int) -> None:
         if self.total is not None:
             self.progress.advance(self.total, nbytes)
-        if path in self.files:
-            self.progress.advance(self.files[path], nbytes)
+        task = self.files.get(path)
+        if task is not None:
+            self.progress.advance(task, nbytes)
 
     def file_done(self, path: str, size: int, skipped: bool) -> None:
+        with self.lock:
+            self._done(path, size, skipped)
+
+    def _done(self, path: str, size: int, skipped: bool) -> None:
         self.done += 1
         task = self.files.pop(path, None)
         if task is not None:
             self.progress.remove_task(task)
         if self.total is not None:
-            total = self.progress.tasks[self.total].total
+            total = self.progress.tasks[self.total].total  # the first task made: its id is its index
             if skipped and total:
                 self.progress.update(self.total, total=max(total - size, 0))  # the rate and ETA count what moves
             if self.done == self.count:  # a download's total was estimated from the listing's rounded sizes
