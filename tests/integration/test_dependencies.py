@@ -1,6 +1,7 @@
 """Every third-party module the code imports is a declared dependency: `src/` imports only what
-`[project] dependencies` names, tests also what the `test` extra names. An undeclared import works by
-luck (some other package pulls it in) until an upstream release drops it."""
+`[project] dependencies` names, tests also what the `test` extra names, and the client distribution
+(`client/src`) only what `client/pyproject.toml` names. An undeclared import works by luck (some other
+package pulls it in) until an upstream release drops it."""
 
 from __future__ import annotations
 
@@ -14,15 +15,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-FIRST_PARTY = {"decode_userapi", "tests", "__future__"}
+FIRST_PARTY = {"decode_userapi", "decode_cloud", "tests", "__future__"}
 
 
 def _normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _declared(*groups: str) -> set[str]:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+def _declared(pyproject: str, *groups: str) -> set[str]:
+    project = tomllib.loads((ROOT / pyproject).read_text())["project"]
     requirements = list(project["dependencies"])
     for group in groups:
         requirements += project["optional-dependencies"][group]
@@ -47,9 +48,12 @@ def _imported(folder: str) -> dict[str, str]:
     return found
 
 
-@pytest.mark.parametrize(("folder", "groups"), [("src", ()), ("tests", ("test",))])
-def test_every_imported_module_is_declared(folder: str, groups: tuple[str, ...]) -> None:
-    declared = _declared(*groups)
+@pytest.mark.parametrize(
+    ("folder", "pyproject", "groups"),
+    [("src", "pyproject.toml", ()), ("tests", "pyproject.toml", ("test",)), ("client/src", "client/pyproject.toml", ())],
+)
+def test_every_imported_module_is_declared(folder: str, pyproject: str, groups: tuple[str, ...]) -> None:
+    declared = _declared(pyproject, *groups)
     providers = packages_distributions()
     undeclared = {
         module: (where, providers.get(module, ["not installed"]))

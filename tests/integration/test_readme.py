@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -48,7 +49,6 @@ def test_shell_walk_through_ends_with_the_job_finished_and_its_outputs_downloade
     """The README's curl walk-through, run by bash line by line (`set -e`: each line must succeed), in
     a fresh directory, against `decode-userapi serve` and `decode-userapi worker-sim` started as the
     README says (the shared key from the README's `.env` line), on free ports."""
-    import os
     import zipfile
 
     text = README.read_text()
@@ -82,6 +82,7 @@ def test_shell_walk_through_ends_with_the_job_finished_and_its_outputs_downloade
             cwd=tmp_path, capture_output=True, text=True, timeout=90,
         )
         assert result.returncode == 0, result.stdout + result.stderr
+        scientist = _run_client_session(text, api, tmp_path / "scientist", env)
     finally:
         for process in processes:
             process.terminate()
@@ -91,3 +92,29 @@ def test_shell_walk_through_ends_with_the_job_finished_and_its_outputs_downloade
     assert (tmp_path / "model.pt").read_bytes() == b"simulated model weights\n"
     with zipfile.ZipFile(tmp_path / "train1-log.zip") as archive:
         assert [name.rsplit("/", 1)[-1] for name in archive.namelist()] == ["job.log"], logs
+    assert scientist.returncode == 0, scientist.stdout + scientist.stderr
+    assert "finished" in scientist.stdout
+    assert (tmp_path / "scientist" / "train1" / "model" / "model.pt").read_bytes() == b"simulated model weights\n"
+
+
+def _run_client_session(text: str, api: str, where: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The "For scientists" session with `decode-cloud` (client/), by bash with `set -e`, as another
+    user than the curl walk's (whose tree already holds run1 and train1), on a folder of frames."""
+    import httpx
+
+    (session,) = [b for b in re.findall(r"```sh\n(.*?)```", text, flags=re.S) if b.startswith("export DECODE_CLOUD_URL=")]
+    password = "grace-password-1"
+    httpx.post(f"{api}/user", data={"username": "grace@example.org", "password": password}).raise_for_status()
+    (where / "run1" / "frames").mkdir(parents=True)
+    for i in range(3):
+        (where / "run1" / "frames" / f"frame{i}.tif").write_bytes(bytes([i]) * 100_000)
+    (where / "run1" / "param.yaml").write_text("lr: 0.0001\n")
+    session = session.replace("http://127.0.0.1:8000", api).replace("ada@example.org", "grace@example.org")
+    client_env = {
+        **env,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        "DECODE_CLOUD_PASSWORD": password,
+        "DECODE_CLOUD_CONFIG_DIR": str(where / "config"),
+    }
+    command = ["bash", "-euo", "pipefail", "-c", session]
+    return subprocess.run(command, cwd=where, env=client_env, capture_output=True, text=True, timeout=90)
