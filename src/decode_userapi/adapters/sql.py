@@ -29,6 +29,7 @@ from sqlalchemy import (
     DDL,
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Executable,
@@ -43,6 +44,7 @@ from sqlalchemy import (
     UniqueConstraint,
     event,
     exc,
+    false,
     inspect,
     text,
 )
@@ -68,7 +70,7 @@ _UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # The newest migration (tests/integration/test_migrations.py checks it is Alembic's head): a
 # database already there starts without loading Alembic.
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 # The revision whose schema `metadata.create_all` made before the migrations existed.
 ADOPTED_REVISION = "0001"
 # The key of the PostgreSQL advisory lock that serialises migrations across processes ("decodeua").
@@ -248,6 +250,77 @@ for _dialect, _statements in JOB_CHANGE_TRIGGERS.items():
     for _statement in _statements:
         _ddl = DDL(_statement.replace("%", "%%").format(jobs="%(fullname)s"))
         event.listen(jobs_table, "after_create", _ddl.execute_if(dialect=_dialect))
+
+# Each job's history (migration 0005): one row per change of a job, and per update that changed
+# nothing (`ignored`). No foreign key: deleting a job deletes its events in the same transaction
+# and records one `delete` event, which outlives the job (the live stream's news of it).
+job_events_table = Table(
+    "job_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), Identity(), primary_key=True),
+    Column("job_id", BigInteger, nullable=False),
+    Column("user_id", String(255), nullable=False),
+    # The owner's change counter as this event's write left it: set by the triggers below, whatever
+    # the statement inserting the event says.
+    Column("seq", BigInteger, nullable=False, server_default="0"),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("status", String(32)),
+    Column("details", Text),
+    Column("ignored", Boolean, nullable=False, server_default=false()),
+    sqlite_autoincrement=True,
+)
+Index("ix_job_events_job_id_id", job_events_table.c.job_id, job_events_table.c.id)  # a job's history, paged
+Index("ix_job_events_user_id_seq", job_events_table.c.user_id, job_events_table.c.seq)  # the stream's resume
+# An event takes its `seq` from the owner's `job_changes` row: one that is not ignored bumps it and
+# takes the new value, under the row's lock, which its transaction holds until it commits, so one
+# user's `seq` values commit in increasing order on PostgreSQL too (an identity would not: values
+# are handed out at insert, and commit in any order). An ignored event takes the current value
+# and bumps nothing. The `jobs` triggers bump the counter again for the job's write in the same
+# transaction (gaps are fine; the counter only ever grows). On PostgreSQL a committed event that is
+# not ignored also notifies `decode_job_events` with its owner (NOTIFY is delivered at commit).
+_EVENT_BUMP = (
+    "INSERT INTO job_changes (user_id, version) SELECT NEW.user_id, 1 WHERE NOT NEW.ignored"
+    " ON CONFLICT (user_id) DO UPDATE SET version = job_changes.version + 1"
+)
+_EVENT_SEQ = "coalesce((SELECT version FROM job_changes WHERE user_id = NEW.user_id), 0)"
+EVENTS_CHANNEL = "decode_job_events"
+JOB_EVENT_TRIGGERS: dict[str, tuple[str, ...]] = {
+    "postgresql": (
+        (
+            "CREATE OR REPLACE FUNCTION job_events_seq() RETURNS trigger LANGUAGE plpgsql AS $$"
+            f" BEGIN {_EVENT_BUMP}; NEW.seq := {_EVENT_SEQ}; RETURN NEW; END $$"
+        ),
+        "CREATE TRIGGER job_events_seq BEFORE INSERT ON {events} FOR EACH ROW EXECUTE FUNCTION job_events_seq()",
+        (
+            "CREATE OR REPLACE FUNCTION job_events_notify() RETURNS trigger LANGUAGE plpgsql AS $$"
+            f" BEGIN PERFORM pg_notify('{EVENTS_CHANNEL}', NEW.user_id); RETURN NULL; END $$"
+        ),
+        (
+            "CREATE TRIGGER job_events_notify AFTER INSERT ON {events} FOR EACH ROW WHEN (NOT NEW.ignored)"
+            " EXECUTE FUNCTION job_events_notify()"
+        ),
+    ),
+    "sqlite": (
+        (
+            "CREATE TRIGGER job_events_seq AFTER INSERT ON {events} BEGIN"
+            f" {_EVENT_BUMP}; UPDATE {{events}} SET seq = {_EVENT_SEQ} WHERE id = NEW.id; END"
+        ),
+    ),
+}
+JOB_EVENT_TRIGGERS_DROP: dict[str, tuple[str, ...]] = {
+    "postgresql": (
+        "DROP TRIGGER IF EXISTS job_events_notify ON job_events",
+        "DROP TRIGGER IF EXISTS job_events_seq ON job_events",
+        "DROP FUNCTION IF EXISTS job_events_notify()",
+        "DROP FUNCTION IF EXISTS job_events_seq()",
+    ),
+    "sqlite": ("DROP TRIGGER IF EXISTS job_events_seq",),
+}
+for _dialect, _statements in JOB_EVENT_TRIGGERS.items():
+    for _statement in _statements:
+        _ddl = DDL(_statement.replace("%", "%%").format(events="%(fullname)s"))
+        event.listen(job_events_table, "after_create", _ddl.execute_if(dialect=_dialect))
 
 users_table = Table(
     "users",

@@ -188,6 +188,10 @@ class StatusUpdate(msgspec.Struct, kw_only=True):
     status: JobStatus
     runtime_details: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.status is JobStatus.canceled:
+            raise InvalidRequest("status: `canceled` is set by the job's owner (POST /jobs/{id}/cancel), not by a worker")
+
 
 class StatusView(msgspec.Struct):
     """The answer to a status update: the job's stored status after it."""

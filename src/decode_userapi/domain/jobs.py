@@ -20,10 +20,11 @@ class JobStatus(str, enum.Enum):
     postprocessing = "postprocessing"
     finished = "finished"
     error = "error"
+    canceled = "canceled"  # beyond CONTRACT: the owner canceled it (POST /jobs/{id}/cancel)
 
     @property
     def is_terminal(self) -> bool:
-        return self in (JobStatus.finished, JobStatus.error)
+        return self in _TERMINAL
 
     @property
     def rank(self) -> int:
@@ -38,7 +39,9 @@ _RANK = {
     JobStatus.postprocessing: 4,
     JobStatus.finished: 5,
     JobStatus.error: 5,
+    JobStatus.canceled: 5,
 }
+_TERMINAL = frozenset((JobStatus.finished, JobStatus.error, JobStatus.canceled))
 
 Environment = str  # "cloud" | "local"; validated in `validate_environment`
 ENVIRONMENTS = ("cloud", "local")
@@ -120,6 +123,7 @@ class DispatchStatus(str, enum.Enum):
     pending = "pending"  # recorded; being delivered (retried with backoff while the API is down)
     sent = "sent"  # the worker-facing API accepted it
     failed = "failed"  # refused for good, or not accepted before the retry window closed
+    canceled = "canceled"  # the job was canceled before it was delivered: it never will be
 
 
 class DispatchState(msgspec.Struct, gc=False):
@@ -157,7 +161,7 @@ class UpdateOutcome(msgspec.Struct, frozen=True):
     """What applying a status update did."""
 
     applied: bool  # the status or the details changed
-    entered_terminal: bool  # the job entered `finished`/`error` with this update
+    entered_terminal: bool  # the job entered `finished`/`error`/`canceled` with this update
     stale: bool  # the update was older than the stored state and changed nothing
 
 
@@ -170,7 +174,7 @@ def apply_status_update(
     From `queued` any update applies (workers may skip steps). From an active state a later state
     applies; `queued` applies too (the worker-facing API re-queues timed-out jobs; `date_started`
     is kept); the same state is a keep-alive. An earlier active state is stale and changes nothing.
-    `finished` and `error` are final. Non-empty details are appended on a new line.
+    `finished`, `error` and `canceled` are final. Non-empty details are appended on a new line.
     """
     current = job.status
     if current.is_terminal:

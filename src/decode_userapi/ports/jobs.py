@@ -7,6 +7,7 @@ from typing import Any, Protocol
 import msgspec
 
 from decode_userapi.domain.commands import ALL_JOBS, JobFilter
+from decode_userapi.domain.events import EventNote, JobEvent
 from decode_userapi.domain.jobs import DispatchStatus, Job
 
 
@@ -30,6 +31,14 @@ class DispatchResult(msgspec.Struct, frozen=True):
     error: str | None = None
     retry_in: float | None = None
 
+    def describe(self) -> str:
+        """The attempt as its `dispatch` event's details say it."""
+        if self.status is DispatchStatus.sent:
+            return f"sent (attempt {self.attempts})"
+        if self.status is DispatchStatus.pending:
+            return f"attempt {self.attempts} failed, retrying in {self.retry_in or 0:.3g} s: {self.error}"
+        return f"{self.status.value} after {self.attempts} attempt(s): {self.error}"
+
 
 class JobUnitOfWork(Protocol):
     """One transaction over the job store: committed when the block exits normally, else rolled back."""
@@ -43,7 +52,17 @@ class JobUnitOfWork(Protocol):
         ...
 
     async def delete(self, job_id: int) -> None:
-        """Forget the job, and with it any dispatch not yet delivered."""
+        """Forget the job, and with it any dispatch not yet delivered and its events, but for one
+        `delete` event recorded now (what the live stream tells the owner)."""
+        ...
+
+    async def cancel_dispatch(self, job_id: int) -> bool:
+        """Drop the job's dispatch if still pending (its status becomes `canceled`, and a sender
+        holding a lease on it can no longer record an outcome); True if there was one to drop."""
+        ...
+
+    async def add_event(self, job_id: int, user_id: str, note: EventNote) -> None:
+        """Record an event of the job, in this unit of work."""
         ...
 
     async def claim_dispatches(self, lease_seconds: float, limit: int) -> list[PendingDispatch]:
@@ -53,8 +72,9 @@ class JobUnitOfWork(Protocol):
         ...
 
     async def record_dispatch(self, entry: PendingDispatch, result: DispatchResult) -> bool:
-        """The outcome of an attempt on `entry`; releases the lease. False, recording nothing, if the
-        entry was claimed again since (its lease ran out), is no longer pending, or the job is gone."""
+        """The outcome of an attempt on `entry`, and its `dispatch` event; releases the lease. False,
+        recording nothing, if the entry was claimed again since (its lease ran out), is no longer
+        pending (canceled), or the job is gone."""
         ...
 
 
@@ -99,20 +119,38 @@ class JobStore(Protocol):
 
     async def changes(self, user_id: str) -> int:
         """The user's change counter: it grows with every write of one of their jobs that changes what
-        the user sees of it (created, status, dispatch state, deleted), in the same transaction as
-        the write, and with nothing else (a claim's lease, a read). 0 for a user never written. One
+        the user sees of it (created, status, dispatch state, deleted), and with every event that
+        is not ignored, in the same transaction as the write, and with nothing else (a claim's
+        lease, a read, an ignored event). 0 for a user never written. One
         cheap read, the same on every replica."""
         ...
 
     async def add_with_dispatch(self, job: Job, payload: dict[str, Any]) -> Job:
-        """Record a new job and its outbox entry (due now, by the store's clock) in one atomic step,
-        and return the job with its id. The payload does not hold the id yet: the sender adds it
-        (`domain.dispatch.with_job_id`). `JobNameTaken` if the owner has a job of that name."""
+        """Record a new job, its outbox entry (due now, by the store's clock) and its `created` event
+        in one atomic step (one statement on PostgreSQL), and return the job with its id. The payload
+        does not hold the id yet: the sender adds it (`domain.dispatch.with_job_id`). `JobNameTaken`
+        if the owner has a job of that name."""
         ...
 
-    async def replace_status(self, before: Job, after: Job) -> bool:
+    async def replace_status(self, before: Job, after: Job, *, details: str | None = None) -> bool:
         """Compare and set: write `after`'s status, dates and runtime details if the stored job still
-        has `before`'s. False if another update changed them first, or the job is gone."""
+        has `before`'s, with a `status` event of `after.status` and the `details` received (one
+        statement on PostgreSQL). False, recording nothing, if another update changed them first,
+        or the job is gone."""
+        ...
+
+    async def add_event(self, job_id: int, user_id: str, note: EventNote) -> None:
+        """Record one event by itself (an ignored update: it changes no job, nor the counter)."""
+        ...
+
+    async def events_for_job(self, job_id: int, user_id: str, *, after: int = 0, limit: int) -> list[JobEvent]:
+        """The events of `user_id`'s job `job_id` with `id > after`, oldest first, at most `limit`:
+        one read. Empty for a job that is not the user's."""
+        ...
+
+    async def events_since(self, user_id: str, after_seq: int, limit: int) -> list[JobEvent]:
+        """The user's events that are not ignored with `seq > after_seq`, in (seq, id) order, at
+        most `limit`: what the live stream sends, and resumes from. One read."""
         ...
 
     async def stats(self) -> JobStats:

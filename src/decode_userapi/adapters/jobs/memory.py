@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,7 +14,8 @@ import msgspec
 from decode_userapi.adapters.clock import SystemClock
 from decode_userapi.domain.commands import ALL_JOBS, JobFilter
 from decode_userapi.domain.errors import JobNameTaken, NotFound
-from decode_userapi.domain.jobs import DispatchState, DispatchStatus, Job
+from decode_userapi.domain.events import CREATED, DELETE, DISPATCH, STATUS, EventNote, JobEvent
+from decode_userapi.domain.jobs import DispatchState, DispatchStatus, Job, JobStatus
 from decode_userapi.ports.clock import Clock
 from decode_userapi.ports.jobs import DispatchResult, JobsPage, JobStats, PendingDispatch
 
@@ -35,6 +36,14 @@ class _Outbox(msgspec.Struct, frozen=True):
     lease_until: datetime | None = None
 
 
+class _Pending(msgspec.Struct, frozen=True):
+    """An event recorded in a unit of work, numbered when it commits."""
+
+    job_id: int
+    user_id: str
+    note: EventNote
+
+
 class InMemoryJobUnitOfWork:
     """Works on a private copy of the store's table; the store adopts it on commit."""
 
@@ -42,6 +51,8 @@ class InMemoryJobUnitOfWork:
         self.jobs = jobs
         self.outbox = outbox
         self.changed: set[str] = set()  # owners whose change counters the commit bumps
+        self.events: list[_Pending] = []  # recorded on commit
+        self.deleted: set[int] = set()  # jobs whose earlier events the commit forgets
         self._clock = clock
 
     async def get(self, job_id: int, *, for_update: bool = False) -> Job | None:
@@ -61,6 +72,22 @@ class InMemoryJobUnitOfWork:
         self.outbox.pop(job_id, None)
         if job is not None:
             self.changed.add(job.user_id)
+            self.deleted.add(job_id)
+            self.events = [e for e in self.events if e.job_id != job_id]
+            await self.add_event(job_id, job.user_id, EventNote(DELETE))
+
+    async def cancel_dispatch(self, job_id: int) -> bool:
+        job = self.jobs.get(job_id)
+        if job is None or job.dispatch.status is not DispatchStatus.pending:
+            return False
+        self.outbox.pop(job_id, None)
+        state = msgspec.structs.replace(job.dispatch, status=DispatchStatus.canceled, next_attempt_at=None)
+        self.jobs[job_id] = msgspec.structs.replace(job, dispatch=state)
+        self.changed.add(job.user_id)
+        return True
+
+    async def add_event(self, job_id: int, user_id: str, note: EventNote) -> None:
+        self.events.append(_Pending(job_id, user_id, note))
 
     async def claim_dispatches(self, lease_seconds: float, limit: int) -> list[PendingDispatch]:
         now = self._clock.now()
@@ -91,6 +118,7 @@ class InMemoryJobUnitOfWork:
         # Stored jobs are shared with the committed table until commit: replace, never mutate.
         self.jobs[entry.job_id] = msgspec.structs.replace(self.jobs[entry.job_id], dispatch=state)
         self.changed.add(self.jobs[entry.job_id].user_id)
+        await self.add_event(entry.job_id, self.jobs[entry.job_id].user_id, EventNote(DISPATCH, details=result.describe()))
         if retry:
             self.outbox[entry.job_id] = msgspec.structs.replace(held, lease_until=None)
         else:
@@ -106,15 +134,20 @@ class InMemoryJobStore:
     """Jobs in a dict; ids count from 1 and are never reused. Callers only ever hold copies.
 
     One unit of work runs at a time (a lock held for its whole duration), which is what
-    `get(..., for_update=True)` promises. Due and lease times come from `clock`.
+    `get(..., for_update=True)` promises. Due and lease and event times come from `clock`.
+    `on_change(user_id)` is called after a write that recorded events of the user (not ignored
+    ones) has committed.
     """
 
-    def __init__(self, clock: Clock | None = None) -> None:
+    def __init__(self, clock: Clock | None = None, *, on_change: Callable[[str], None] | None = None) -> None:
         self._clock = clock or SystemClock()
+        self._on_change = on_change
         self._jobs: dict[int, Job] = {}
         self._outbox: dict[int, _Outbox] = {}
         self._next_id = 1
         self._changes: dict[str, int] = {}
+        self._events: list[tuple[str, JobEvent]] = []  # (owner, event), in id order
+        self._next_event_id = 1
         self._lock = asyncio.Lock()
 
     @asynccontextmanager
@@ -123,8 +156,27 @@ class InMemoryJobStore:
             uow = InMemoryJobUnitOfWork(dict(self._jobs), dict(self._outbox), self._clock)
             yield uow  # an exception here discards the working copy: rollback
             self._jobs, self._outbox = uow.jobs, uow.outbox
-            for user_id in uow.changed:
-                self._changes[user_id] = self._changes.get(user_id, 0) + 1
+            if uow.deleted:
+                self._events = [(u, e) for u, e in self._events if e.job_id not in uow.deleted]
+            self._commit(uow.changed, uow.events)
+
+    def _commit(self, changed: set[str], events: list[_Pending]) -> None:
+        """Bump the counters of the users whose jobs changed or who have events that are not
+        ignored (once each), then number the events: each takes its owner's counter."""
+        told = {e.user_id for e in events if not e.note.ignored}
+        for user_id in changed | told:
+            self._changes[user_id] = self._changes.get(user_id, 0) + 1
+        now = self._clock.now().astimezone(UTC)
+        for pending in events:
+            note = pending.note
+            self._events.append((pending.user_id, JobEvent(
+                id=self._next_event_id, seq=self._changes.get(pending.user_id, 0), job_id=pending.job_id, at=now,
+                kind=note.kind, status=note.status, details=note.details, ignored=note.ignored,
+            )))  # fmt: skip
+            self._next_event_id += 1
+        if self._on_change is not None:
+            for user_id in told:
+                self._on_change(user_id)
 
     async def get(self, job_id: int) -> Job | None:
         async with self.unit_of_work() as uow:
@@ -162,16 +214,31 @@ class InMemoryJobStore:
             stored.dispatch = DispatchState(next_attempt_at=self._clock.now())
             self._jobs[stored.id] = stored
             self._outbox[stored.id] = _Outbox(copy.deepcopy(payload))
-            self._changes[job.user_id] = self._changes.get(job.user_id, 0) + 1
+            self._commit({job.user_id}, [_Pending(stored.id, job.user_id, EventNote(CREATED, JobStatus.queued))])
             return copy.deepcopy(stored)
 
-    async def replace_status(self, before: Job, after: Job) -> bool:
+    async def replace_status(self, before: Job, after: Job, *, details: str | None = None) -> bool:
         async with self.unit_of_work() as uow:
             current = await uow.get(after.id)  # type: ignore[arg-type]
             if current is None or _status_fields(current) != _status_fields(_stored(before)):
                 return False
             await uow.save(after)
+            await uow.add_event(current.id, current.user_id, EventNote(STATUS, after.status, details))  # type: ignore[arg-type]
             return True
+
+    async def add_event(self, job_id: int, user_id: str, note: EventNote) -> None:
+        async with self._lock:
+            self._commit(set(), [_Pending(job_id, user_id, note)])
+
+    async def events_for_job(self, job_id: int, user_id: str, *, after: int = 0, limit: int) -> list[JobEvent]:
+        async with self._lock:
+            mine = [e for u, e in self._events if e.job_id == job_id and e.id > after and u == user_id]
+            return mine[:limit]
+
+    async def events_since(self, user_id: str, after_seq: int, limit: int) -> list[JobEvent]:
+        async with self._lock:
+            mine = [e for u, e in self._events if e.seq > after_seq and not e.ignored and u == user_id]
+            return sorted(mine, key=lambda e: (e.seq, e.id))[:limit]
 
     async def stats(self) -> JobStats:
         by_status: dict[str, int] = {}

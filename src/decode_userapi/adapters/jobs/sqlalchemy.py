@@ -3,7 +3,7 @@ map to Structs by column name."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from functools import cache
@@ -11,13 +11,38 @@ from inspect import signature
 from typing import Any
 
 import msgspec
-from sqlalchemy import JSON, Float, Text, bindparam, cast, delete, func, literal_column, or_, select, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    String,
+    Text,
+    bindparam,
+    cast,
+    delete,
+    func,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from decode_userapi.adapters.sql import Database, Query, binary_text, db_now, execute, job_changes_table, jobs_table
+from decode_userapi.adapters.sql import (
+    Database,
+    Query,
+    binary_text,
+    db_now,
+    execute,
+    job_changes_table,
+    job_events_table,
+    jobs_table,
+)
 from decode_userapi.domain.commands import ALL_JOBS, JobFilter
 from decode_userapi.domain.errors import JobNameTaken, NotFound
+from decode_userapi.domain.events import CREATED, DELETE, DISPATCH, STATUS, EventNote, JobEvent
 from decode_userapi.domain.jobs import (
     ApplicationSpec,
     DispatchState,
@@ -179,6 +204,85 @@ def filtered_statements(user_id: str, filter: JobFilter, *, offset: int, limit: 
     params = _filter_params(user_id, filter)
     page = _list_query(_shape(filter)).statement.params(params | {"offset": offset, "limit": limit})
     return page, _count_query(_shape(filter)).statement.params(params)
+
+# Events. A write of jobs that records an event RETURNs at least the job's `id` and `user_id`; the
+# event's values are binds named `event_*` (`_note_params`), its time the database's clock, its
+# `seq` the triggers' (see `adapters.sql`). On PostgreSQL the write and its event are one statement
+# (`WITH written AS (<write> RETURNING ...), recorded AS (INSERT INTO job_events SELECT ... FROM
+# written) SELECT * FROM written`): one round trip, as before events. SQLite has no writes in WITH:
+# there, the write and then the event, in one transaction (in process: no round trips to save).
+_e = job_events_table.c
+
+
+def _event_values(job_id: Any, user_id: Any) -> dict[str, Any]:
+    """The `job_events` columns of an event of job `job_id` (an SQL expression) of `user_id`."""
+    return {
+        "job_id": job_id, "user_id": user_id, "at": db_now(), "kind": bindparam("event_kind", type_=String()),
+        "status": bindparam("event_status", type_=String()), "details": bindparam("event_details", type_=Text()),
+        "ignored": bindparam("event_ignored", type_=Boolean()),
+    }  # fmt: skip
+
+
+def _note_params(note: EventNote) -> dict[str, Any]:
+    status = None if note.status is None else note.status.value
+    return {"event_kind": note.kind, "event_status": status, "event_details": note.details, "event_ignored": note.ignored}
+
+
+_ADD_EVENT = Query(
+    insert(job_events_table)
+    .values(_event_values(bindparam("event_job_id", type_=BigInteger()), bindparam("event_user_id", type_=String())))
+    .returning(_e.id)
+)
+
+
+class _Recorded:
+    """A write of jobs (`write`, RETURNING `id`, `user_id`, ...) that records an event per row written:
+    `query` is both in one statement, for PostgreSQL; its rows are `write`'s, read with `query.reader`."""
+
+    __slots__ = ("owner", "query", "write")
+
+    def __init__(self, write: Any) -> None:
+        self.write = write
+        written = write.cte("written")
+        values = _event_values(written.c.id, written.c.user_id)
+        recorded = insert(job_events_table).from_select(list(values), select(*values.values()).select_from(written))
+        self.query = Query(select(*written.c).add_cte(recorded.cte("recorded")))
+        self.owner = self.query.reader("id", "user_id")
+
+    async def run(self, connection: AsyncConnection, params: dict[str, Any]) -> list[Sequence[Any]]:
+        """Write and record, on `connection` (in a transaction)."""
+        if connection.dialect.name == "postgresql":
+            return list(await execute(connection, self.query.statement, params))
+        rows: list[Sequence[Any]] = list(await execute(connection, self.write, params))
+        for row in rows:
+            job_id, user_id = self.owner(row)
+            await execute(connection, _ADD_EVENT.statement, params | {"event_job_id": job_id, "event_user_id": user_id})
+        return rows
+
+
+def _event(id: int, seq: int, job_id: int, at: datetime, kind: str, status: str | None, details: str | None,
+           ignored: bool) -> JobEvent:  # fmt: skip
+    """A `JobEvent` from a row of an event query (`_EVENT` selects these columns in this order)."""
+    return JobEvent(
+        id=id, seq=seq, job_id=job_id, at=at, kind=kind, status=None if status is None else _STATUSES[status],
+        details=details, ignored=bool(ignored),
+    )  # fmt: skip
+
+
+_EVENT = select(*(_e[n] for n in signature(_event).parameters))
+_EVENTS_FOR_JOB = Query(
+    _EVENT.where(_e.job_id == bindparam("job_id"), _e.user_id == bindparam("user_id"), _e.id > bindparam("after"))
+    .order_by(_e.id)
+    .limit(bindparam("limit"))
+)
+_EVENTS_SINCE = Query(
+    _EVENT.where(_e.user_id == bindparam("user_id"), _e.seq > bindparam("after_seq"), _e.ignored.is_(False))
+    .order_by(_e.seq, _e.id)
+    .limit(bindparam("limit"))
+)
+_DELETE_EVENTS = delete(job_events_table).where(_e.job_id == bindparam("job_id"))
+
+
 _INSERTED = ("dispatch_status", "dispatch_attempts", "dispatch_payload")  # and a job's, but id and dispatch_*
 # One INSERT, atomic by itself: the job and its outbox entry, due now by the database's clock.
 _INSERT = Query(
@@ -188,12 +292,21 @@ _INSERT = Query(
         | {"dispatch_next_at": db_now()}
     )
     .on_conflict_do_nothing(index_elements=["user_id", "job_name"])
-    .returning(_c.id, _c.dispatch_next_at)
+    .returning(_c.id, _c.user_id, _c.dispatch_next_at)
 )
-_REPLACE_STATUS = Query(  # compare and set: new_* written where the stored values are still old_*
+_INSERT_RECORDED = _Recorded(_INSERT.statement)  # and its `created` event
+_REPLACE_STATUS = _Recorded(  # compare and set: new_* written where the stored values are still old_*
     update(jobs_table)
     .where(_c.id == bindparam("job_id"), *(_c[n].is_not_distinct_from(bindparam(f"old_{n}")) for n in _STATUS_COLUMNS))
     .values({n: bindparam(f"new_{n}") for n in _STATUS_COLUMNS})
+    .returning(_c.id, _c.user_id)
+)
+_DELETE_RECORDED = _Recorded(delete(jobs_table).where(_c.id == bindparam("job_id")).returning(_c.id, _c.user_id))
+_CANCEL_DISPATCH = (  # a canceled job's pending dispatch: never sent, and no lease holder records an outcome
+    update(jobs_table)
+    .where(_c.id == bindparam("job_id"), _c.dispatch_status == DispatchStatus.pending.value)
+    .values(dispatch_status=DispatchStatus.canceled.value, dispatch_next_at=None)
+    .values(dispatch_lease_until=None, dispatch_payload=None)
     .returning(_c.id)
 )
 # Due, unleased entries get a new lease token (the fence `record_dispatch` checks) and a lease that
@@ -224,17 +337,17 @@ _CLAIM = Query(
 )
 
 
-def _record(*, retry: bool) -> Query:
+def _record(*, retry: bool) -> _Recorded:
     """The outcome of an attempt, if the lease token is still the entry's; releases the lease. A
     delivered or failed entry's payload is not needed again."""
     retry_at = db_now(bindparam("retry_in", type_=Float))
     due = {"dispatch_next_at": retry_at} if retry else {"dispatch_next_at": None, "dispatch_payload": None}
-    return Query(
+    return _Recorded(
         update(jobs_table)
         .where(_c.id == bindparam("job_id"), _c.dispatch_lease == bindparam("lease"), _c.dispatch_status == "pending")
         .values({n: bindparam(n) for n in ("dispatch_status", "dispatch_attempts", "dispatch_error")})
         .values(dispatch_lease_until=None, **due)
-        .returning(_c.id)
+        .returning(_c.id, _c.user_id)
     )
 
 
@@ -254,14 +367,17 @@ def job_to_row(job: Job) -> dict[str, Any]:
     }  # fmt: skip
 
 
-_READ_ADDED = _INSERT.reader("id", "dispatch_next_at")
+_READ_ADDED = _INSERT_RECORDED.query.reader("id", "dispatch_next_at")
+_CREATED = _note_params(EventNote(CREATED, JobStatus.queued))
 
 
 class SqlJobUnitOfWork:
-    """The job store's operations inside one transaction on one connection."""
+    """The job store's operations inside one transaction on one connection. `changed`: the owners
+    of the events recorded (told to `on_change` after the commit)."""
 
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
+        self.changed: set[str] = set()
 
     async def get(self, job_id: int, *, for_update: bool = False) -> Job | None:
         query = _GET_FOR_UPDATE if for_update else _GET
@@ -277,7 +393,18 @@ class SqlJobUnitOfWork:
             raise NotFound(f"job {job.id} not found")
 
     async def delete(self, job_id: int) -> None:
-        await execute(self._connection, delete(jobs_table).where(_c.id == job_id))
+        await execute(self._connection, _DELETE_EVENTS, {"job_id": job_id})
+        rows = await _DELETE_RECORDED.run(self._connection, {"job_id": job_id} | _note_params(EventNote(DELETE)))
+        self.changed.update(_DELETE_RECORDED.owner(row)[1] for row in rows)
+
+    async def cancel_dispatch(self, job_id: int) -> bool:
+        return (await execute(self._connection, _CANCEL_DISPATCH, {"job_id": job_id})).first() is not None
+
+    async def add_event(self, job_id: int, user_id: str, note: EventNote) -> None:
+        params = {"event_job_id": job_id, "event_user_id": user_id} | _note_params(note)
+        await execute(self._connection, _ADD_EVENT.statement, params)
+        if not note.ignored:
+            self.changed.add(user_id)
 
     async def claim_dispatches(self, lease_seconds: float, limit: int) -> list[PendingDispatch]:
         rows: Iterable[Sequence[Any]] = await execute(
@@ -289,20 +416,44 @@ class SqlJobUnitOfWork:
         retry = result.status is DispatchStatus.pending
         params: dict[str, Any] = {"job_id": entry.job_id, "lease": entry.lease, "dispatch_status": result.status.value}
         params |= {"dispatch_attempts": result.attempts, "dispatch_error": result.error, "retry_in": result.retry_in or 0.0}
-        statement = (_RECORD_RETRY if retry else _RECORD_DONE).statement
-        return (await execute(self._connection, statement, params)).first() is not None
+        params |= _note_params(EventNote(DISPATCH, details=result.describe()))
+        recorded = _RECORD_RETRY if retry else _RECORD_DONE
+        rows = await recorded.run(self._connection, params)
+        self.changed.update(recorded.owner(row)[1] for row in rows)
+        return bool(rows)
 
 
 class SqlJobStore:
-    """Jobs in the `jobs` table of `database` (which other stores may share)."""
+    """Jobs in the `jobs` table of `database` (which other stores may share), and their events.
 
-    def __init__(self, database: Database) -> None:
+    `on_change(user_id)` is called after a write that recorded events of the user's jobs (not
+    ignored ones) has committed, except on PostgreSQL, where the events table's trigger notifies
+    `decode_job_events` (every replica listening hears it, this one too)."""
+
+    def __init__(self, database: Database, *, on_change: Callable[[str], None] | None = None) -> None:
         self._database = database
+        self._on_change = on_change if database.backend != "postgresql" else None
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[SqlJobUnitOfWork]:
         async with self._database.transaction() as connection:
-            yield SqlJobUnitOfWork(connection)
+            uow = SqlJobUnitOfWork(connection)
+            yield uow
+        self._changed(*uow.changed)
+
+    def _changed(self, *user_ids: str) -> None:
+        if self._on_change is not None:
+            for user_id in user_ids:
+                self._on_change(user_id)
+
+    async def _write_recorded(self, recorded: _Recorded, params: dict[str, Any]) -> list[Sequence[Any]]:
+        """A hot path's write and its event: one statement on PostgreSQL (through `Database.fetch`)."""
+        if self._database.backend == "postgresql":
+            return await self._database.fetch(recorded.query, params)
+        async with self._database.transaction() as connection:
+            rows = await recorded.run(connection, params)
+        self._changed(*{recorded.owner(row)[1] for row in rows})
+        return rows
 
     async def get(self, job_id: int) -> Job | None:
         rows = await self._database.fetch(_GET, {"job_id": job_id})
@@ -341,17 +492,32 @@ class SqlJobStore:
 
     async def add_with_dispatch(self, job: Job, payload: dict[str, Any]) -> Job:
         outbox = {"dispatch_status": DispatchStatus.pending.value, "dispatch_attempts": 0, "dispatch_payload": payload}
-        rows = await self._database.fetch(_INSERT, job_to_row(job) | outbox)
+        rows = await self._write_recorded(_INSERT_RECORDED, job_to_row(job) | outbox | _CREATED)
         if not rows:
             raise JobNameTaken(f"you already have a job named {job.job_name!r}")
         job_id, due = _READ_ADDED(rows[0])
         return msgspec.structs.replace(job, id=job_id, dispatch=DispatchState(next_attempt_at=due))
 
-    async def replace_status(self, before: Job, after: Job) -> bool:
+    async def replace_status(self, before: Job, after: Job, *, details: str | None = None) -> bool:
         params = {"job_id": after.id, "old_status": before.status.value, "new_status": after.status.value}
         for name in _STATUS_COLUMNS[1:]:
             params["old_" + name], params["new_" + name] = getattr(before, name), getattr(after, name)
-        return bool(await self._database.fetch(_REPLACE_STATUS, params))
+        params |= _note_params(EventNote(STATUS, after.status, details))
+        return bool(await self._write_recorded(_REPLACE_STATUS, params))
+
+    async def add_event(self, job_id: int, user_id: str, note: EventNote) -> None:
+        params = {"event_job_id": job_id, "event_user_id": user_id} | _note_params(note)
+        await self._database.fetch(_ADD_EVENT, params)
+        if not note.ignored:
+            self._changed(user_id)
+
+    async def events_for_job(self, job_id: int, user_id: str, *, after: int = 0, limit: int) -> list[JobEvent]:
+        rows = await self._database.fetch(_EVENTS_FOR_JOB, {"job_id": job_id, "user_id": user_id, "after": after, "limit": limit})
+        return [_event(*row) for row in rows]
+
+    async def events_since(self, user_id: str, after_seq: int, limit: int) -> list[JobEvent]:
+        rows = await self._database.fetch(_EVENTS_SINCE, {"user_id": user_id, "after_seq": after_seq, "limit": limit})
+        return [_event(*row) for row in rows]
 
     async def stats(self) -> JobStats:
         by_status: dict[str, int] = {}

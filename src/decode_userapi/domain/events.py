@@ -1,0 +1,51 @@
+"""A job's history: one event per change of the job, in the order the store recorded them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+from decode_userapi.domain.jobs import MAX_RUNTIME_DETAILS, JobStatus, append_runtime_details
+
+# What an event records (`JobEvent.kind`).
+CREATED = "created"  # POST /jobs recorded the job (status queued)
+STATUS = "status"  # a status update from the worker-facing API (or the dispatcher giving up: error)
+DISPATCH = "dispatch"  # an attempt to hand the job to the worker-facing API: sent, retrying, failed
+CANCEL = "cancel"  # the owner canceled the job (status canceled)
+DELETE = "delete"  # the owner deleted the job: the only event kept once the job is gone
+KINDS = (CREATED, STATUS, DISPATCH, CANCEL, DELETE)
+MAX_EVENT_DETAILS = MAX_RUNTIME_DETAILS  # characters kept of one event's details (the newest)
+
+
+class JobEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One recorded change of a job (or an update that changed nothing, `ignored`).
+
+    `id` grows with insertion (the order of one job's history); `seq` is the owner's change counter
+    as the write that recorded the event left it (one user's `seq` values commit in order: the live
+    stream resumes after a `seq`); `at` is the store's clock; `status` the status received or
+    entered; `details` the runtime details received, or the dispatch attempt's outcome.
+    """
+
+    id: int
+    seq: int
+    job_id: int
+    at: datetime
+    kind: str
+    status: JobStatus | None = None
+    details: str | None = None
+    ignored: bool = False
+
+
+class EventNote(msgspec.Struct, frozen=True, gc=False):
+    """What a write records; the store adds the id, seq and time."""
+
+    kind: str
+    status: JobStatus | None = None
+    details: str | None = None
+    ignored: bool = False
+
+    def __post_init__(self) -> None:
+        # A worker's log lines: never refused for their characters, bounded like the job's own.
+        details = append_runtime_details(None, self.details, MAX_EVENT_DETAILS) if self.details else None
+        msgspec.structs.force_setattr(self, "details", details)
