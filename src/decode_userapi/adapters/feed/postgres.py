@@ -20,11 +20,10 @@ import asyncpg
 import structlog
 from sqlalchemy.engine import URL, make_url
 
+from decode_userapi.adapters.sql import EVENTS_CHANNEL as CHANNEL
 from decode_userapi.domain.backoff import backoff_delay
 
 log = structlog.get_logger(__name__)
-
-CHANNEL = "decode_job_events"
 
 
 def _nothing(*_: object) -> None:

@@ -50,7 +50,7 @@ KEEP_ALIVE = b": keep-alive\n\n"
 def frames(batch: list[Delivery]) -> bytes:
     """The SSE messages of a batch; `id:` only on the last message of each write (its `seq`), so a
     connection cut within a write resumes before that write rather than after it."""
-    parts = []
+    parts: list[bytes] = []
     for i, d in enumerate(batch):
         last_of_write = i + 1 == len(batch) or batch[i + 1].seq != d.seq
         head = b"id: %d\nevent: %s\ndata: " % (d.seq, d.kind.encode()) if last_of_write else b"event: %s\ndata: " % d.kind.encode()
@@ -143,8 +143,8 @@ def streams_end_on_exit_signals(stream: StreamService) -> Iterator[None]:
             signal.signal(signum, signal.SIG_DFL)
             signal.raise_signal(signum)
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        installed[signum] = signal.signal(signum, chained)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        installed[sig] = signal.signal(sig, chained)
     try:
         yield
     finally:
