@@ -62,7 +62,7 @@ def _expired(detail: str) -> bytes:
     return b"event: expired\ndata: " + msgspec.json.encode({"detail": detail}) + b"\n\n"
 
 
-async def _messages(watch: Watch, users: UserService, token: str, keep_alive: float) -> AsyncIterator[bytes]:
+async def event_stream(watch: Watch, users: UserService, token: str, keep_alive: float) -> AsyncIterator[bytes]:
     try:
         yield b"retry: %d\n\n" % RETRY_MILLISECONDS  # also sends the headers at once
         checked = time.monotonic()
@@ -119,7 +119,7 @@ class StreamController(Controller):
     ) -> Stream:
         watch = await stream.open(principal, resume_point(last_event_id_header, last_event_id))
         return Stream(
-            _messages(watch, users, bearer_token(request), stream_keep_alive), media_type=EVENT_STREAM, headers=HEADERS
+            event_stream(watch, users, bearer_token(request), stream_keep_alive), media_type=EVENT_STREAM, headers=HEADERS
         )
 
 
