@@ -8,7 +8,7 @@ from datetime import datetime
 
 import msgspec
 
-from decode_userapi.domain.errors import InvalidRequest
+from decode_userapi.domain.errors import Conflict, InvalidRequest
 from decode_userapi.domain.text import replace_unsafe_text
 
 
@@ -196,6 +196,15 @@ def apply_status_update(
         job.runtime_details = append_runtime_details(job.runtime_details, runtime_details)
         changed = True
     return UpdateOutcome(applied=changed, entered_terminal=status.is_terminal, stale=False)
+
+
+def cancel_job(job: Job, now: datetime) -> None:
+    """The owner stops the job, in place: it ends as `canceled` (its record and outputs stay).
+    `Conflict` if it has ended already."""
+    if job.status.is_terminal:
+        raise Conflict(f"job {job.id} has ended already ({job.status.value}): only a job not yet ended can be canceled")
+    job.status = JobStatus.canceled
+    job.date_finished = now
 
 
 _DROPPED = re.compile(r"\[… ([0-9,]+) earlier characters dropped …\]\n")

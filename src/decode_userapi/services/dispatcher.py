@@ -25,6 +25,7 @@ import structlog
 
 from decode_userapi.domain.dispatch import RetryPolicy, with_job_id
 from decode_userapi.domain.errors import DomainError, WorkerRejected, WorkerUnavailable
+from decode_userapi.domain.events import STATUS, EventNote
 from decode_userapi.domain.jobs import DispatchStatus, JobStatus, apply_status_update, end_of_job_email
 from decode_userapi.ports.clock import Clock
 from decode_userapi.ports.email import EmailSender
@@ -179,9 +180,11 @@ class Dispatcher:
             job = await uow.get(entry.job_id, for_update=True)
             outcome = None
             if job is not None:
-                outcome = apply_status_update(job, JobStatus.error, f"the job could not be handed to a worker: {detail}", now)
+                reason = f"the job could not be handed to a worker: {detail}"
+                outcome = apply_status_update(job, JobStatus.error, reason, now)
                 if outcome.applied:
                     await uow.save(job)
+                    await uow.add_event(entry.job_id, job.user_id, EventNote(STATUS, JobStatus.error, reason))
         log.error("dispatch.failed", job_id=entry.job_id, attempts=attempts, kind=kind, error=detail)
         if job is not None and outcome is not None and outcome.entered_terminal and job.user_email:
             await self._email.send(job.user_email, *end_of_job_email(job))

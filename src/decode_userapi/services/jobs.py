@@ -14,15 +14,19 @@ from decode_userapi.domain.applications import INPUT_KINDS, Entrypoint, check_en
 from decode_userapi.domain.commands import ALL_JOBS, JobCreate, JobFilter, JobPage, JobView, StatusUpdate, StatusView
 from decode_userapi.domain.dispatch import InputSelection, build_worker_request, files_down_keys
 from decode_userapi.domain.errors import InvalidPath, InvalidRequest, MissingInput, NotFound
+from decode_userapi.domain.events import CANCEL, STATUS, EventNote, JobEvent
 from decode_userapi.domain.files import UserPath
 from decode_userapi.domain.identity import Principal
 from decode_userapi.domain.jobs import (
     MAX_INPUTS,
+    DispatchStatus,
     FilesDown,
     Job,
     JobAttributes,
+    JobStatus,
     UpdateOutcome,
     apply_status_update,
+    cancel_job,
     check_environment,
     check_job_name,
     check_priority,
@@ -60,6 +64,13 @@ def _list_tag(user_id: str, changes: int, offset: int, limit: int, filter: JobFi
 def _check_page(offset: int, limit: int) -> None:
     if offset < 0 or offset > MAX_JOB_ID:
         raise InvalidRequest("offset must be 0 or more")
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}")
+
+
+def _check_events_page(after: int, limit: int) -> None:
+    if after < 0 or after > MAX_JOB_ID:
+        raise InvalidRequest("after must be 0 or more (the id of the last event seen)")
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidRequest(f"limit must be between 1 and {MAX_PAGE}")
 
@@ -176,17 +187,53 @@ class JobService:
             await self._storage.delete(job.user_id, UserPath.parse(folder + "/"))
         log.info("job.deleted", job_id=job_id, user_id=job.user_id)
 
+    async def cancel(self, principal: Principal, job_id: int) -> JobView:
+        """Stop the caller's job: it ends as `canceled`, keeping its record and outputs, and its owner
+        is emailed as for the other final states. A job not yet delivered never will be (its pending
+        dispatch is dropped in the same transaction, and a sender holding it can no longer record
+        it); a delivered one's worker is told at its next status update (404: stop). `Conflict` if
+        the job has ended already."""
+        _check_job_id(job_id)
+        async with self._store.unit_of_work() as uow:
+            job = await uow.get(job_id, for_update=True)
+            if job is None or job.user_id != principal.user_id:
+                raise NotFound(f"job {job_id} not found")
+            cancel_job(job, self._clock.now())
+            await uow.save(job)
+            undelivered = await uow.cancel_dispatch(job_id)
+            told = "not yet delivered: it never will be" if undelivered else "its worker is told to stop at its next update"
+            await uow.add_event(job_id, job.user_id, EventNote(CANCEL, JobStatus.canceled, told))
+        if undelivered:  # as the store now has it
+            job.dispatch = msgspec.structs.replace(job.dispatch, status=DispatchStatus.canceled, next_attempt_at=None)
+        log.info("job.canceled", job_id=job_id, user_id=job.user_id, delivered=not undelivered)
+        if job.user_email:
+            await self._email.send(job.user_email, *end_of_job_email(job))
+        return JobView.of(job)
+
+    async def events(self, principal: Principal, job_id: int, *, after: int = 0, limit: int = 100) -> builtins.list[JobEvent]:
+        """The history of the caller's job, oldest first: the events with an id above `after` (the
+        last one seen), at most `limit` (1 to 1000)."""
+        _check_events_page(after, limit)
+        await self._owned(principal, job_id)
+        return await self._store.events_for_job(job_id, principal.user_id, after=after, limit=limit)
+
     async def apply_status_update(self, update: StatusUpdate) -> StatusView:
-        """Apply an update from the worker-facing API; the owner is emailed once on finished/error."""
+        """Apply an update from the worker-facing API; the owner is emailed once on finished/error.
+        An update of a canceled job is recorded (ignored) and answered `NotFound`: its worker stops."""
         _check_job_id(update.job_id)
         job, outcome = await self._apply(update)
         if outcome.stale:
+            await self._store.add_event(
+                update.job_id, job.user_id, EventNote(STATUS, update.status, update.runtime_details, ignored=True)
+            )
             log.info(
                 "job.status_ignored",
                 job_id=job.id,
                 stored=job.status.value,
                 received=update.status.value,
             )
+            if job.status is JobStatus.canceled:
+                raise NotFound(f"job {update.job_id} was canceled by its owner: stop it")
         else:
             log.info("job.status", job_id=job.id, status=job.status.value)
         if outcome.entered_terminal and job.user_email:
@@ -203,7 +250,7 @@ class JobService:
                 raise NotFound(f"job {update.job_id} not found")
             before = msgspec.structs.replace(job)
             outcome = apply_status_update(job, update.status, update.runtime_details, self._clock.now())
-            if not outcome.applied or await self._store.replace_status(before, job):
+            if not outcome.applied or await self._store.replace_status(before, job, details=update.runtime_details):
                 return job, outcome
         async with self._store.unit_of_work() as uow:
             job = await uow.get(update.job_id, for_update=True)
@@ -212,6 +259,7 @@ class JobService:
             outcome = apply_status_update(job, update.status, update.runtime_details, self._clock.now())
             if outcome.applied:
                 await uow.save(job)
+                await uow.add_event(update.job_id, job.user_id, EventNote(STATUS, update.status, update.runtime_details))
         return job, outcome
 
     async def _owned(self, principal: Principal, job_id: int) -> Job:

@@ -13,9 +13,10 @@ from litestar import Controller, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
-from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT, HTTP_304_NOT_MODIFIED
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT, HTTP_304_NOT_MODIFIED
 
 from decode_userapi.domain.commands import JobCreate, JobFilter, JobView
+from decode_userapi.domain.events import JobEvent
 from decode_userapi.domain.identity import Principal
 from decode_userapi.entrypoints.http.errors import error_responses
 from decode_userapi.entrypoints.http.guards import users_only
@@ -129,3 +130,27 @@ class JobsController(Controller):
     )
     async def remove(self, principal: NamedDependency[Principal], jobs: NamedDependency[JobService], job_id: FromPath[int]) -> None:
         await jobs.delete(principal, job_id)
+
+    @post(
+        "/{job_id:int}/cancel",
+        status_code=HTTP_200_OK,
+        summary="Cancel a job: it ends as `canceled`, keeping its record and outputs; 409 if it has ended already",
+        responses=error_responses(401, 403, 404, 409, 503),
+    )
+    async def cancel(self, principal: NamedDependency[Principal], jobs: NamedDependency[JobService], job_id: FromPath[int]) -> JobView:
+        return await jobs.cancel(principal, job_id)
+
+    @get(
+        "/{job_id:int}/events",
+        summary="A job's history, oldest first: every change, and the updates it ignored",
+        responses=error_responses(401, 403, 404, 422, 503),
+    )
+    async def events(
+        self,
+        principal: NamedDependency[Principal],
+        jobs: NamedDependency[JobService],
+        job_id: FromPath[int],
+        after: Annotated[int, QueryParameter(description="the id of the last event seen: the next page starts after it")] = 0,
+        limit: Annotated[int, QueryParameter(description="at most this many, 1 to 1000")] = 100,
+    ) -> list[JobEvent]:
+        return await jobs.events(principal, job_id, after=after, limit=limit)

@@ -84,6 +84,8 @@ OPERATION_IDS = {
     ("post", "/jobs"): "createJob",
     ("get", "/jobs/{job_id}"): "getJob",
     ("delete", "/jobs/{job_id}"): "deleteJob",
+    ("post", "/jobs/{job_id}/cancel"): "cancelJob",
+    ("get", "/jobs/{job_id}/events"): "listJobEvents",
     ("put", "/_job_status"): "updateJobStatus",
     ("get", "/health"): "health",
     ("get", "/ready"): "ready",
