@@ -77,7 +77,7 @@ async def test_created_and_status_events_arrive_live_and_only_to_their_owner(htt
 
         await set_status(http, job_id, "running", "epoch 1")
         running = await next_of(stream, "status")
-        assert running.data["status"] == "running"
+        assert running.data["status"] == "running" and running.data["details"] == "epoch 1"
         assert running.data["job"]["status"] == "running"
         assert int(running.id) > int(created.id)
 
