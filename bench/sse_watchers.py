@@ -178,7 +178,7 @@ async def run(args: argparse.Namespace, env: dict[str, str], tmp: str, url: str)
             await asyncio.gather(*(w.connect(host, int(port), tokens[0]) for w in warm))
             for w in warm:
                 w.close()
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(2.5)  # PostgreSQL flushes its transaction counts about once a second
             rss_before = memory_kib(watched_process.pid)
             idle_without = await idle_transactions(url, args.idle)
 
