@@ -4,6 +4,7 @@ resume or after the feed's outage, a slow watcher ended rather than buffered, sh
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +20,7 @@ from decode_userapi.domain.events import JobEvent
 from decode_userapi.domain.identity import Principal
 from decode_userapi.domain.jobs import Job, JobAttributes, JobStatus
 from decode_userapi.domain.stream import resume_point, whole_writes
-from decode_userapi.entrypoints.http.stream import event_stream, frames
+from decode_userapi.entrypoints.http.stream import event_stream, frames, watched_stream
 from decode_userapi.services.stream import BEHIND, CLOSING, Delivery, StreamService
 
 ALICE, BOB = Principal("alice", None, ("users",)), Principal("bob", None, ("users",))
@@ -251,4 +252,13 @@ async def test_the_stream_keeps_alive_and_ends_when_the_token_expires(setup: Set
     assert await anext(stream) == b'event: expired\ndata: {"detail":"the token has expired"}\n\n'
     with pytest.raises(StopAsyncIteration):
         await anext(stream)
+    assert setup.service.watching == 0
+
+
+async def test_a_stream_dropped_before_its_first_byte_still_closes_its_watch(setup: Setup) -> None:
+    stream = watched_stream(await setup.service.open(ALICE, None), ExpiringUsers(), "token", 15.0)  # type: ignore[arg-type]
+    assert setup.service.watching == 1
+    del stream  # never iterated: its `finally` never runs
+    gc.collect()
+    await asyncio.sleep(0)
     assert setup.service.watching == 0

@@ -14,9 +14,12 @@ sent, then the stream ends: reconnecting needs a fresh token (a browser: `POST /
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import signal
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -91,6 +94,19 @@ async def event_stream(watch: Watch, users: UserService, token: str, keep_alive:
         watch.close()
 
 
+def watched_stream(watch: Watch, users: UserService, token: str, keep_alive: float) -> AsyncIterator[bytes]:
+    """`event_stream`, whose watch is also closed if the stream is dropped without ever being read
+    (a client gone before the first byte: the generator never starts, so its `finally` never runs)."""
+    messages = event_stream(watch, users, token, keep_alive)
+    weakref.finalize(messages, _close_soon, asyncio.get_running_loop(), watch)
+    return messages
+
+
+def _close_soon(loop: asyncio.AbstractEventLoop, watch: Watch) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop is closed: so is everything it served
+        loop.call_soon_threadsafe(watch.close)  # the collector may run in any thread
+
+
 class StreamController(Controller):
     path = "/jobs/events"
     tags = ["jobs"]
@@ -118,9 +134,7 @@ class StreamController(Controller):
         ] = None,
     ) -> Stream:
         watch = await stream.open(principal, resume_point(last_event_id_header, last_event_id))
-        return Stream(
-            event_stream(watch, users, bearer_token(request), stream_keep_alive), media_type=EVENT_STREAM, headers=HEADERS
-        )
+        return Stream(watched_stream(watch, users, bearer_token(request), stream_keep_alive), media_type=EVENT_STREAM, headers=HEADERS)
 
 
 @contextmanager
