@@ -4,8 +4,10 @@
         [--calls 2000] [--rounds 5]
 
 Measures, with `time.process_time()` (this process's CPU: the driver, SQLAlchemy, msgspec, our
-mapping; not the server's), what `GET /jobs?limit=100` costs the store (`list_for_user`, 100 jobs)
-and what `PUT /_job_status` costs it (`get` then `replace_status`). It uses only the JobStore API
+mapping; not the server's), what `GET /jobs?limit=100` costs the store (`list_for_user`, 100 jobs),
+what `PUT /_job_status` costs it (`get` then `replace_status`) and what `POST /jobs` costs it
+(`add_with_dispatch`); for the two writes also the wall time per call (`*_wall_us`: the round trip
+and the server's work, e.g. the event a write records since #13, on an otherwise idle server). It uses only the JobStore API
 that every checkout since the outbox has, so the same script compares two checkouts (A/B): each
 gets a scratch database of its own (the schema revisions may differ). Prints one JSON line with the
 median of `rounds` rounds of `calls` calls each, in microseconds of CPU per call.
@@ -64,10 +66,13 @@ async def scratch_database(admin_url: str) -> str:
     return admin_url.rsplit("/", 1)[0] + "/" + name
 
 
-async def cpu_per_call(calls: int, call: object) -> float:
-    started = time.process_time()
+async def cpu_per_call(calls: int, call: object, wall: list[float] | None = None) -> float:
+    """CPU per call (µs); the wall time per call is appended to `wall` if given."""
+    started, started_wall = time.process_time(), time.perf_counter()
     for i in range(calls):
         await call(i)  # type: ignore[operator]
+    if wall is not None:
+        wall.append((time.perf_counter() - started_wall) / calls * 1e6)
     return (time.process_time() - started) / calls * 1e6
 
 
@@ -94,15 +99,23 @@ async def main() -> None:
             changed = msgspec.structs.replace(current, runtime_details=f"tick {i}")
             assert await store.replace_status(current, changed)
 
-        for call in (list_page, status_update):  # warm up: pool, prepared statements, compiled SQL
+        added = iter(range(1000, 10**9))
+
+        async def add_job(i: int) -> None:  # what POST /jobs does to the store
+            await store.add_with_dispatch(job(next(added)), PAYLOAD)
+
+        for call in (list_page, status_update, add_job):  # warm up: pool, prepared statements, compiled SQL
             await cpu_per_call(50, call)
-        results: dict[str, list[float]] = {"list_100": [], "get_replace_status": []}
+        results: dict[str, list[float]] = {"list_100": [], "get_replace_status": [], "add_with_dispatch": []}
+        results |= {"get_replace_status_wall": [], "add_with_dispatch_wall": []}
         for _ in range(args.rounds):  # interleaved, so drifts of a shared machine hit both alike
             results["list_100"].append(await cpu_per_call(max(1, args.calls // 10), list_page))
-            results["get_replace_status"].append(await cpu_per_call(args.calls, status_update))
+            status_wall, add_wall = results["get_replace_status_wall"], results["add_with_dispatch_wall"]
+            results["get_replace_status"].append(await cpu_per_call(args.calls, status_update, status_wall))
+            results["add_with_dispatch"].append(await cpu_per_call(max(1, args.calls // 4), add_job, add_wall))
         print(json.dumps({
             "checkout": str(Path(decode_userapi.__file__).resolve().parents[2]),
-            **{f"{k}_cpu_us": round(statistics.median(v), 1) for k, v in results.items()},
+            **{f"{k}_us" if k.endswith("_wall") else f"{k}_cpu_us": round(statistics.median(v), 1) for k, v in results.items()},
             "rounds": {k: [round(x, 1) for x in v] for k, v in results.items()},
         }))  # fmt: skip
     finally:

@@ -105,3 +105,41 @@ def test_s3_cleanup_aborts_stale_multipart_uploads(tmp_path, local_aws):
     assert admin.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     r = cli(tmp_path, "s3", "cleanup")
     assert r.returncode == 2 and "FILESYSTEM=s3" in r.stderr
+
+
+def test_jobs_commands_show_a_jobs_history_and_cancel_it(tmp_path, monkeypatch, capsys):
+    """In process (`main(argv)`), with the environment `cli()` gives a subprocess: two fewer starts."""
+    import asyncio
+    import json
+
+    from structlog.testing import capture_logs
+
+    from decode_userapi import ApplicationSpec, JobCreate, Settings, UserApi
+    from decode_userapi.entrypoints.cli import main
+
+    data = tmp_path / "data"
+    for name in [k for k in os.environ if k.startswith(("DECODE_", "DATABASE_", "AUTH", "COGNITO_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("DECODE_DATA_DIR", str(data))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("decode_userapi.logging.configure_logging", lambda level=None: None)  # leave structlog alone
+
+    async def submit() -> int:  # as `decode-userapi serve` would, but with no dispatcher to deliver it
+        async with UserApi.open(Settings.from_env(), dispatch=False) as api:
+            ada = await api.register("ada", "analytical-1")
+            job = await api.jobs.create(ada, JobCreate(job_name="run", application=ApplicationSpec("decode", "v0_10_1", "train")))
+            assert job.id is not None
+            return job.id
+
+    with capture_logs():  # the service's log lines, which would go to stdout here
+        job_id = asyncio.run(submit())
+        assert main(["jobs", "cancel", str(job_id)]) == 0
+        assert f"canceled job {job_id} (run) of ada; dispatch canceled" in capsys.readouterr().out
+        assert main(["jobs", "cancel", str(job_id)]) == 1
+        assert "ended already (canceled)" in capsys.readouterr().err
+        assert main(["jobs", "events", str(job_id), "--json"]) == 0
+        events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert [(e["kind"], e["status"]) for e in events] == [("created", "queued"), ("cancel", "canceled")]
+        assert main(["jobs", "events", str(job_id)]) == 0
+        lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and "cancel" in lines[1] and "not yet delivered" in lines[1]

@@ -11,10 +11,11 @@ from decode_userapi.adapters.catalog.memory import InMemoryCatalogSource
 from decode_userapi.container import in_memory_services, start_services, stop_services
 from decode_userapi.domain.applications import Catalog
 from decode_userapi.domain.commands import JobCreate, StatusUpdate
-from decode_userapi.domain.errors import JobNameTaken, MissingInput, NotFound
+from decode_userapi.domain.errors import Conflict, InvalidRequest, JobNameTaken, MissingInput, NotFound
 from decode_userapi.domain.files import UserPath
 from decode_userapi.domain.identity import Principal
 from decode_userapi.domain.jobs import ApplicationSpec, DispatchStatus, FilesDown, JobAttributes, JobStatus
+from decode_userapi.ports.jobs import DispatchResult
 
 CATALOG = yaml.safe_load(
     """
@@ -199,3 +200,59 @@ async def test_embedded_api_lists_and_counts_with_a_filter() -> None:
         assert await api.jobs.list(alice, filter=JobFilter(name="x")) == []
         page = await api.jobs.page(alice, filter=JobFilter(statuses=(JobStatus.running,)))
         assert (page.jobs, page.total) == ([], 0)
+
+
+async def test_cancel_before_delivery_is_never_sent_and_the_owner_is_told_once(services):
+    await put(services, ALICE, "config/c/p.yaml")
+    await put(services, ALICE, "data/d/a.tif")
+    job = await services.jobs().create(ALICE, create())
+    view = await services.jobs().cancel(ALICE, job.id)
+    assert view.status is JobStatus.canceled and view.dispatch.status is DispatchStatus.canceled and view.date_finished
+    assert await services.dispatcher().run_once() == 0
+    assert services.adapters.worker_dispatch().submitted == []
+    with pytest.raises(Conflict, match="ended already"):
+        await services.jobs().cancel(ALICE, job.id)
+    with pytest.raises(NotFound):
+        await services.jobs().cancel(BOB, job.id)
+    await services.adapters.email_sender().drain()
+    assert [e[1] for e in services.adapters.email_outbox().outbox] == ["DECODE OpenCloud job run (1) canceled"]
+    assert [(e.kind, e.status) for e in await services.jobs().events(ALICE, job.id)] == [
+        ("created", JobStatus.queued), ("cancel", JobStatus.canceled),
+    ]  # fmt: skip
+
+
+async def test_a_sender_holding_the_lease_of_a_canceled_job_records_nothing(services):
+    """The send raced the cancel: the outcome is dropped, and the worker's first update gets 404."""
+    await put(services, ALICE, "config/c/p.yaml")
+    await put(services, ALICE, "data/d/a.tif")
+    job = await services.jobs().create(ALICE, create())
+    store = services.adapters.job_store()
+    async with store.unit_of_work() as uow:
+        (entry,) = await uow.claim_dispatches(60, 10)
+    await services.jobs().cancel(ALICE, job.id)
+    async with store.unit_of_work() as uow:
+        assert not await uow.record_dispatch(entry, DispatchResult(DispatchStatus.sent, 1))
+    with pytest.raises(NotFound, match="canceled"):
+        await services.jobs().apply_status_update(StatusUpdate(job_id=job.id, status=JobStatus.pulled))
+    history = await services.jobs().events(ALICE, job.id)
+    assert [(e.kind, e.status, e.ignored) for e in history][-2:] == [
+        ("cancel", JobStatus.canceled, False), ("status", JobStatus.pulled, True),
+    ]  # fmt: skip
+    assert (await services.jobs().get(ALICE, job.id)).status is JobStatus.canceled
+
+
+async def test_giving_up_records_the_attempt_and_the_error(services):
+    await put(services, ALICE, "config/c/p.yaml")
+    await put(services, ALICE, "data/d/a.tif")
+    job = await services.jobs().create(ALICE, create())
+    services.adapters.worker_dispatch().fail = True
+    services.adapters.clock().advance(25 * 3600)
+    await services.dispatcher().run_once()
+    history = await services.jobs().events(ALICE, job.id)
+    assert [(e.kind, e.status) for e in history] == [
+        ("created", JobStatus.queued), ("dispatch", None), ("status", JobStatus.error),
+    ]  # fmt: skip
+    assert history[1].details.startswith("failed after 1 attempt(s): ")
+    assert "could not be handed to a worker" in history[2].details
+    with pytest.raises(InvalidRequest):
+        await services.jobs().events(ALICE, job.id, limit=0)

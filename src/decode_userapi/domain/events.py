@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Final, Literal
 
 import msgspec
 
 from decode_userapi.domain.jobs import MAX_RUNTIME_DETAILS, JobStatus, append_runtime_details
 
 # What an event records (`JobEvent.kind`).
-CREATED = "created"  # POST /jobs recorded the job (status queued)
-STATUS = "status"  # a status update from the worker-facing API (or the dispatcher giving up: error)
-DISPATCH = "dispatch"  # an attempt to hand the job to the worker-facing API: sent, retrying, failed
-CANCEL = "cancel"  # the owner canceled the job (status canceled)
-DELETE = "delete"  # the owner deleted the job: the only event kept once the job is gone
-KINDS = (CREATED, STATUS, DISPATCH, CANCEL, DELETE)
+EventKind = Literal["created", "status", "dispatch", "cancel", "delete"]
+CREATED: Final = "created"  # POST /jobs recorded the job (status queued)
+STATUS: Final = "status"  # a status update from the worker-facing API (or the dispatcher giving up: error)
+DISPATCH: Final = "dispatch"  # an attempt to hand the job to the worker-facing API: sent, retrying, failed
+CANCEL: Final = "cancel"  # the owner canceled the job (status canceled)
+DELETE: Final = "delete"  # the owner deleted the job: the only event kept once the job is gone
 MAX_EVENT_DETAILS = MAX_RUNTIME_DETAILS  # characters kept of one event's details (the newest)
 
 
@@ -31,16 +32,16 @@ class JobEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     seq: int
     job_id: int
     at: datetime
-    kind: str
-    status: JobStatus | None = None
-    details: str | None = None
-    ignored: bool = False
+    kind: EventKind
+    status: JobStatus | None
+    details: str | None
+    ignored: bool
 
 
 class EventNote(msgspec.Struct, frozen=True, gc=False):
     """What a write records; the store adds the id, seq and time."""
 
-    kind: str
+    kind: EventKind
     status: JobStatus | None = None
     details: str | None = None
     ignored: bool = False

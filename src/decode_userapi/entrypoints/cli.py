@@ -186,6 +186,42 @@ async def _user_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _jobs(args: argparse.Namespace) -> int:
+    return asyncio.run(_jobs_command(args))
+
+
+async def _jobs_command(args: argparse.Namespace) -> int:
+    """Operator commands on one job, on its owner's behalf, through the embedding API (no HTTP)."""
+    import msgspec
+
+    from decode_userapi.domain.errors import DomainError
+    from decode_userapi.entrypoints.embedded import UserApi
+    from decode_userapi.logging import configure_logging
+
+    configure_logging("WARNING")
+    async with UserApi.open(Settings.from_env(), dispatch=False) as api:
+        try:
+            owner = await api.jobs.owner(args.job_id)
+            if args.jobs_command == "cancel":
+                job = await api.jobs.cancel(owner, args.job_id)
+                print(f"canceled job {job.id} ({job.job_name}) of {job.user_id}; dispatch {job.dispatch.status.value}")
+                return 0
+            events = await api.jobs.events(owner, args.job_id, after=args.after, limit=args.limit)
+        except DomainError as e:
+            print(f"decode-userapi: {e.detail}", file=sys.stderr)
+            return 1
+    for event in events:
+        if args.json:
+            print(msgspec.json.encode(event).decode())
+            continue
+        details = (event.details or "").replace("\n", " | ")
+        details = details if len(details) <= 100 else details[:99] + "…"
+        status = event.status.value if event.status else "-"
+        ignored = "  (ignored)" if event.ignored else ""
+        print(f"{event.id:>8}  {event.at.isoformat(timespec='milliseconds')}  {event.kind:<8} {status:<14}{ignored}  {details}".rstrip())
+    return 0
+
+
 async def _schema_revision(database: Any, *, upgrade: bool) -> str | None:
     try:
         if upgrade:
@@ -299,6 +335,18 @@ def main(argv: list[str] | None = None) -> int:
     add_group.add_argument("username")
     add_group.add_argument("groups", nargs="+")
     add_group.set_defaults(run=_user)
+
+    jobs = commands.add_parser("jobs", help="one job, on its owner's behalf (operators)")
+    jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True)
+    job_events = jobs_commands.add_parser("events", help="the job's history, oldest first (ignored updates marked)")
+    job_events.add_argument("job_id", type=int)
+    job_events.add_argument("--after", type=int, default=0, help="only events with an id above this one")
+    job_events.add_argument("--limit", type=int, default=1000, help="at most this many, 1 to 1000 (default 1000)")
+    job_events.add_argument("--json", action="store_true", help="one JSON object per line")
+    job_events.set_defaults(run=_jobs)
+    job_cancel = jobs_commands.add_parser("cancel", help="cancel the job (it ends as `canceled`; its owner is emailed)")
+    job_cancel.add_argument("job_id", type=int)
+    job_cancel.set_defaults(run=_jobs)
 
     apps = commands.add_parser("apps", help="the application config (APPLICATION_CONFIG_FILE)")
     apps_commands = apps.add_subparsers(dest="apps_command", required=True)

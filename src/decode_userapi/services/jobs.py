@@ -16,7 +16,7 @@ from decode_userapi.domain.dispatch import InputSelection, build_worker_request,
 from decode_userapi.domain.errors import InvalidPath, InvalidRequest, MissingInput, NotFound
 from decode_userapi.domain.events import CANCEL, STATUS, EventNote, JobEvent
 from decode_userapi.domain.files import UserPath
-from decode_userapi.domain.identity import Principal
+from decode_userapi.domain.identity import USERS_GROUP, Principal
 from decode_userapi.domain.jobs import (
     MAX_INPUTS,
     DispatchStatus,
@@ -209,6 +209,15 @@ class JobService:
         if job.user_email:
             await self._email.send(job.user_email, *end_of_job_email(job))
         return JobView.of(job)
+
+    async def owner(self, job_id: int) -> Principal:
+        """The principal of the job's owner (a member of `users`): for operators, who act on a job
+        on its owner's behalf (`decode-userapi jobs ...`). `NotFound` if there is no such job."""
+        _check_job_id(job_id)
+        job = await self._store.get(job_id)
+        if job is None:
+            raise NotFound(f"job {job_id} not found")
+        return Principal(job.user_id, job.user_email, (USERS_GROUP,))
 
     async def events(self, principal: Principal, job_id: int, *, after: int = 0, limit: int = 100) -> builtins.list[JobEvent]:
         """The history of the caller's job, oldest first: the events with an id above `after` (the

@@ -42,7 +42,7 @@ from decode_userapi.adapters.sql import (
 )
 from decode_userapi.domain.commands import ALL_JOBS, JobFilter
 from decode_userapi.domain.errors import JobNameTaken, NotFound
-from decode_userapi.domain.events import CREATED, DELETE, DISPATCH, STATUS, EventNote, JobEvent
+from decode_userapi.domain.events import CREATED, DELETE, DISPATCH, STATUS, EventKind, EventNote, JobEvent
 from decode_userapi.domain.jobs import (
     ApplicationSpec,
     DispatchState,
@@ -260,7 +260,7 @@ class _Recorded:
         return rows
 
 
-def _event(id: int, seq: int, job_id: int, at: datetime, kind: str, status: str | None, details: str | None,
+def _event(id: int, seq: int, job_id: int, at: datetime, kind: EventKind, status: str | None, details: str | None,
            ignored: bool) -> JobEvent:  # fmt: skip
     """A `JobEvent` from a row of an event query (`_EVENT` selects these columns in this order)."""
     return JobEvent(
