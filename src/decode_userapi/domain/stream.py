@@ -10,7 +10,7 @@ import msgspec
 
 from decode_userapi.domain.commands import JobView
 from decode_userapi.domain.errors import InvalidRequest
-from decode_userapi.domain.events import JobEvent
+from decode_userapi.domain.events import EventKind, JobEvent
 from decode_userapi.domain.jobs import Job, JobStatus
 
 # The largest `seq` a client may resume after (PostgreSQL's BIGINT): a larger one is not an id we sent.
@@ -26,7 +26,7 @@ class StreamEventView(msgspec.Struct, kw_only=True, gc=False):  # see domain.job
     seq: int
     job_id: int
     at: datetime
-    kind: str
+    kind: EventKind
     status: JobStatus | None
     details: str | None
     job: JobView | None
