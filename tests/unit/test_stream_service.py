@@ -197,7 +197,7 @@ async def test_a_deleted_job_has_no_view(setup: Setup) -> None:
 
 
 def event(seq: int, id: int) -> JobEvent:
-    return JobEvent(id=id, seq=seq, job_id=1, at=T0, kind="status")
+    return JobEvent(id=id, seq=seq, job_id=1, at=T0, kind="status", status=JobStatus.running, details=None, ignored=False)
 
 
 def test_a_full_page_keeps_whole_writes_only() -> None:
