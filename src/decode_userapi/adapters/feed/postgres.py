@@ -90,6 +90,8 @@ class PostgresChangeFeed:
                 await self._listen_once()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
                 log.warning("change_feed.lost", error=str(e) or type(e).__name__)
+            except Exception:  # a surprise must not end the listening for good: logged, retried
+                log.exception("change_feed.failed")
             self._listening.clear()
             # A connection that held for a while is retried at once; one that keeps failing backs off.
             failures = 1 if time.monotonic() - began > self._backoff_cap * 2 else failures + 1
