@@ -81,6 +81,8 @@ async def test_created_and_status_events_arrive_live_and_only_to_their_owner(htt
         assert running.data["job"]["status"] == "running"
         assert int(running.id) > int(created.id)
 
+        metrics = (await http.get("/metrics")).text
+        assert "decode_userapi_open_streams 2.0" in metrics
         # Bob's stream: his own job's events, and none of Alice's before them.
         bobs_job = await create_job(http, bob, "his")
         first = await bobs.next()

@@ -66,7 +66,7 @@ def create_app(services: Services, *, manage_adapters: bool = True) -> Litestar:
         job_status,
         health,
         ready,
-        metrics_handler(metrics, lambda: getattr(email, "failures", 0)),
+        metrics_handler(metrics, lambda: getattr(email, "failures", 0), lambda: stream.watching),
         *docs_handlers(document),
     ]
     if settings.auth:
