@@ -32,7 +32,7 @@ class CountingStore:
 
     def __init__(self, store: InMemoryJobStore) -> None:
         self.store = store
-        self.reads: dict[str, int] = {"events_since": 0, "get": 0, "changes": 0}
+        self.reads: dict[str, int] = {"events_since": 0, "get": 0, "changes": 0, "list_for_user": 0}
         self.failures = 0  # events_since calls still to fail
 
     async def events_since(self, user_id: str, after_seq: int, limit: int) -> list[JobEvent]:
@@ -49,6 +49,10 @@ class CountingStore:
     async def changes(self, user_id: str) -> int:
         self.reads["changes"] += 1
         return await self.store.changes(user_id)
+
+    async def list_for_user(self, user_id: str, *, offset: int, limit: int) -> list[Job]:
+        self.reads["list_for_user"] += 1
+        return await self.store.list_for_user(user_id, offset=offset, limit=limit)
 
 
 class Setup(msgspec.Struct):
@@ -105,13 +109,13 @@ def decoded(delivery: Delivery) -> dict[str, Any]:
 
 async def test_a_change_is_read_once_for_every_watcher_of_its_user(setup: Setup) -> None:
     watches = [await setup.service.open(ALICE, None) for _ in range(100)]
-    assert setup.counting.reads == {"events_since": 0, "get": 0, "changes": 1}  # opening costs one read, once
+    assert setup.counting.reads == {"events_since": 0, "get": 0, "changes": 1, "list_for_user": 0}  # opening costs one read, once
     added = await add(setup.store, "one")
     batches = [await w.next(1.0) for w in watches]
     assert all(len(b) == 1 and b[0] is batches[0][0] for b in batches)  # the same message, encoded once
     message = decoded(batches[0][0])
     assert (message["kind"], message["job_id"], message["job"]["job_name"]) == ("created", added.id, "one")
-    assert setup.counting.reads == {"events_since": 1, "get": 1, "changes": 1}
+    assert setup.counting.reads == {"events_since": 1, "get": 1, "changes": 1, "list_for_user": 0}
     assert setup.service.watching == 100
     for w in watches:
         w.close()
@@ -147,6 +151,18 @@ async def test_resume_reads_what_was_missed_then_goes_live_without_duplicates(se
     # Resuming after the second event sends the third on.
     later = await setup.service.open(ALICE, got[1].seq)
     assert [decoded(d)["job_id"] for d in await later.next(1.0)] == [second.id, second.id]
+
+
+async def test_a_long_catch_up_reads_the_jobs_in_one_listing(setup: Setup) -> None:
+    added = [await add(setup.store, f"j{n}") for n in range(30)]
+    async with setup.store.unit_of_work() as uow:
+        await uow.delete(added[0].id)  # type: ignore[arg-type]
+    watch = await setup.service.open(ALICE, 0)
+    got = await watch.next(1.0)
+    assert [decoded(d)["job_id"] for d in got] == [j.id for j in added[1:]] + [added[0].id]  # a deletion leaves one event
+    assert [decoded(d)["job"] is None for d in got] == [False] * 29 + [True]
+    assert decoded(got[4])["job"]["job_name"] == "j5"
+    assert setup.counting.reads["list_for_user"] == 1 and setup.counting.reads["get"] == 0
 
 
 async def test_a_watcher_that_does_not_keep_up_is_ended(setup: Setup) -> None:

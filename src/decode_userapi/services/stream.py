@@ -35,6 +35,8 @@ log = structlog.get_logger(__name__)
 
 PAGE = 200  # events read at a time
 BACKLOG = 1000  # messages a stream may have waiting before it is ended as too slow
+BULK_JOBS = 8  # more jobs than this in one read: their rows come from one listing
+LISTED_JOBS = 1000  # ... of the user's newest jobs
 _LAST = 2**63  # above every event id
 
 # Why a watch ended (`Watch.ended`).
@@ -234,11 +236,17 @@ class StreamService:
 
     async def _jobs(self, user_id: str, events: Sequence[JobEvent]) -> dict[int, Job | None]:
         """The current state of each job the events are about, read once each (none for a job whose
-        last event here is its deletion)."""
+        last event here is its deletion). Many jobs at once (a long catch-up) are read with one
+        listing of the user's newest jobs first, then one read each for those it did not hold."""
         last_kind = {e.job_id: e.kind for e in events}
-        jobs: dict[int, Job | None] = {}
-        for job_id, kind in last_kind.items():
-            job = None if kind == DELETE else await self._store.get(job_id)
+        wanted = [job_id for job_id, kind in last_kind.items() if kind != DELETE]
+        jobs: dict[int, Job | None] = dict.fromkeys(last_kind)
+        if len(wanted) > BULK_JOBS:
+            listed = {j.id: j for j in await self._store.list_for_user(user_id, offset=0, limit=LISTED_JOBS)}
+            jobs.update((job_id, listed[job_id]) for job_id in wanted if job_id in listed)
+            wanted = [job_id for job_id in wanted if job_id not in listed]
+        for job_id in wanted:
+            job = await self._store.get(job_id)
             jobs[job_id] = job if job is not None and job.user_id == user_id else None
         return jobs
 
