@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import signal
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +21,7 @@ from decode_userapi.domain.events import JobEvent
 from decode_userapi.domain.identity import Principal
 from decode_userapi.domain.jobs import Job, JobAttributes, JobStatus
 from decode_userapi.domain.stream import resume_point, whole_writes
-from decode_userapi.entrypoints.http.stream import event_stream, frames, watched_stream
+from decode_userapi.entrypoints.http.stream import event_stream, frames, streams_end_on_exit_signals, watched_stream
 from decode_userapi.services.stream import BEHIND, CLOSING, Delivery, StreamService
 
 ALICE, BOB = Principal("alice", None, ("users",)), Principal("bob", None, ("users",))
@@ -278,3 +279,28 @@ async def test_a_stream_dropped_before_its_first_byte_still_closes_its_watch(set
     gc.collect()
     await asyncio.sleep(0)
     assert setup.service.watching == 0
+
+
+class ClosingRecorder:
+    def __init__(self) -> None:
+        self.closed = 0
+
+    def close_threadsafe(self) -> None:
+        self.closed += 1
+
+
+def test_an_exit_signal_ends_the_streams_then_does_what_it_did_before() -> None:
+    received: list[int] = []
+
+    def before(signum: int, frame: object) -> None:
+        received.append(signum)
+
+    original = signal.signal(signal.SIGTERM, before)
+    try:
+        stream = ClosingRecorder()
+        with streams_end_on_exit_signals(stream):  # type: ignore[arg-type]
+            signal.raise_signal(signal.SIGTERM)
+        assert (stream.closed, received) == (1, [signal.SIGTERM])
+        assert signal.getsignal(signal.SIGTERM) is before  # put back as it was
+    finally:
+        signal.signal(signal.SIGTERM, original)
