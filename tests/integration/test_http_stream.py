@@ -66,7 +66,7 @@ async def test_created_and_status_events_arrive_live_and_only_to_their_owner(htt
     alice, bob = await sign_up(http, "alice@example.org"), await sign_up(http, "bob")
     async with open_stream(http, alice.headers) as stream, open_stream(http, bob.headers) as bobs:
         assert stream.response.headers["content-type"].startswith("text/event-stream")
-        assert stream.response.headers["cache-control"] == "no-cache"
+        assert stream.response.headers["cache-control"] == "no-store"
         job_id = await create_job(http, alice, "live")
         created = await stream.next()
         assert created.event == "created"

@@ -46,7 +46,8 @@ log = structlog.get_logger(__name__)
 
 EVENT_STREAM = "text/event-stream"
 RETRY_MILLISECONDS = 2000
-HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no caching, no proxy buffering (nginx)
+# No proxy buffering (nginx); caching is off already (`Cache-Control: no-store` on every API answer).
+HEADERS = {"X-Accel-Buffering": "no"}
 KEEP_ALIVE = b": keep-alive\n\n"
 
 
