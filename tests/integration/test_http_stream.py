@@ -4,6 +4,7 @@ on SQLite (in-process feed) and PostgreSQL (LISTEN/NOTIFY); a client that reconn
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -130,3 +131,39 @@ async def test_refusals(http):
         assert "Last-Event-ID" in r.json()["detail"]
     r = await http.get(STREAM, headers=alice.headers, params={"last_event_id": "abc"})
     assert r.status_code == 422
+
+
+async def test_concurrent_writes_reach_a_watcher_once_each_and_a_resumed_one_misses_none(http):
+    alice = await sign_up(http, "alice@example.org")
+    async with open_stream(http, alice.headers) as steady:
+        interrupted = open_stream(http, alice.headers)
+        first_half = await interrupted.__aenter__()
+        jobs = [await create_job(http, alice, f"c{n}") for n in range(8)]
+
+        async def drive(job_id: int) -> None:
+            for status in ("pulled", "running", "finished"):
+                await set_status(http, job_id, status)
+
+        driving = asyncio.gather(*(drive(j) for j in jobs))
+        got_first = [await first_half.next() for _ in range(12)]  # then the connection drops mid-way
+        await interrupted.__aexit__(None, None, None)
+        await driving
+        expected = set()
+        for job_id in jobs:
+            history = (await http.get(f"/jobs/{job_id}/events", headers=alice.headers)).json()
+            expected |= {e["id"] for e in history if not e["ignored"]}
+
+        async def drain(stream: SseReader, before: list) -> list:
+            have: list = []
+            while {m.data["id"] for m in before + have} < expected:
+                have.append(await stream.next())
+            return have
+
+        steady_got = await drain(steady, [])
+        assert len(steady_got) == len(expected)  # each once
+        await steady.nothing_for(0.2)
+        assert [m.data["seq"] for m in steady_got] == sorted(m.data["seq"] for m in steady_got)
+        last_id = next(m.id for m in reversed(got_first) if m.id is not None)
+        async with open_stream(http, alice.headers | {"Last-Event-ID": last_id}) as resumed:
+            second_half = await drain(resumed, got_first)
+        assert {m.data["id"] for m in got_first + second_half} == expected
