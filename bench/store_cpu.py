@@ -6,8 +6,10 @@
 Measures, with `time.process_time()` (this process's CPU: the driver, SQLAlchemy, msgspec, our
 mapping; not the server's), what `GET /jobs?limit=100` costs the store (`list_for_user`, 100 jobs),
 what `PUT /_job_status` costs it (`get` then `replace_status`) and what `POST /jobs` costs it
-(`add_with_dispatch`); for the two writes also the wall time per call (`*_wall_us`: the round trip
-and the server's work, e.g. the event a write records since #13, on an otherwise idle server). It uses only the JobStore API
+(`add_with_dispatch`); for the two writes also the wall time per call (`*_wall_us`, which a busy
+machine makes noisy) and the PostgreSQL server's CPU per call (`*_server_cpu_us`: the backends'
+user + system time from /proc, when the server runs on this machine; 10 ms ticks, so use enough
+calls): what the event a write records since #13 costs happens on the server. It uses only the JobStore API
 that every checkout since the outbox has, so the same script compares two checkouts (A/B): each
 gets a scratch database of its own (the schema revisions may differ). Prints one JSON line with the
 median of `rounds` rounds of `calls` calls each, in microseconds of CPU per call.
@@ -19,6 +21,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import os
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
@@ -66,14 +69,44 @@ async def scratch_database(admin_url: str) -> str:
     return admin_url.rsplit("/", 1)[0] + "/" + name
 
 
-async def cpu_per_call(calls: int, call: object, wall: list[float] | None = None) -> float:
-    """CPU per call (µs); the wall time per call is appended to `wall` if given."""
+class ServerCpu:
+    """The CPU time (s) of the PostgreSQL backends serving `database`, from /proc (None if unreadable)."""
+
+    def __init__(self, admin_url: str, database: str) -> None:
+        self.admin_url, self.database = admin_url, database
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    async def seconds(self) -> float | None:
+        admin = await asyncpg.connect(self.admin_url)
+        try:
+            pids = [r[0] for r in await admin.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", self.database)]
+        finally:
+            await admin.close()
+        total = 0
+        try:
+            for pid in pids:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+        except OSError:
+            return None
+        return total / self.tick
+
+
+async def cpu_per_call(
+    calls: int, call: object, wall: list[float] | None = None, server: tuple[ServerCpu, list[float]] | None = None
+) -> float:
+    """CPU per call (µs); the wall time and the server's CPU per call are appended to `wall` and
+    `server[1]` if given."""
+    server_before = await server[0].seconds() if server else None
     started, started_wall = time.process_time(), time.perf_counter()
     for i in range(calls):
         await call(i)  # type: ignore[operator]
+    cpu = (time.process_time() - started) / calls * 1e6
     if wall is not None:
         wall.append((time.perf_counter() - started_wall) / calls * 1e6)
-    return (time.process_time() - started) / calls * 1e6
+    if server and server_before is not None and (server_after := await server[0].seconds()) is not None:
+        server[1].append((server_after - server_before) / calls * 1e6)
+    return cpu
 
 
 async def main() -> None:
@@ -107,15 +140,18 @@ async def main() -> None:
         for call in (list_page, status_update, add_job):  # warm up: pool, prepared statements, compiled SQL
             await cpu_per_call(50, call)
         results: dict[str, list[float]] = {"list_100": [], "get_replace_status": [], "add_with_dispatch": []}
-        results |= {"get_replace_status_wall": [], "add_with_dispatch_wall": []}
+        for name in ("get_replace_status", "add_with_dispatch"):
+            results |= {f"{name}_wall": [], f"{name}_server_cpu": []}
+        server = ServerCpu(args.url, url.rsplit("/", 1)[1])
         for _ in range(args.rounds):  # interleaved, so drifts of a shared machine hit both alike
             results["list_100"].append(await cpu_per_call(max(1, args.calls // 10), list_page))
-            status_wall, add_wall = results["get_replace_status_wall"], results["add_with_dispatch_wall"]
-            results["get_replace_status"].append(await cpu_per_call(args.calls, status_update, status_wall))
-            results["add_with_dispatch"].append(await cpu_per_call(max(1, args.calls // 4), add_job, add_wall))
+            for name, call, calls in (("get_replace_status", status_update, args.calls), ("add_with_dispatch", add_job, args.calls // 4)):
+                measured = await cpu_per_call(max(1, calls), call, results[f"{name}_wall"], (server, results[f"{name}_server_cpu"]))
+                results[name].append(measured)
         print(json.dumps({
             "checkout": str(Path(decode_userapi.__file__).resolve().parents[2]),
-            **{f"{k}_us" if k.endswith("_wall") else f"{k}_cpu_us": round(statistics.median(v), 1) for k, v in results.items()},
+            **{f"{k}_us" if k.endswith(("_wall", "_cpu")) else f"{k}_cpu_us": round(statistics.median(v), 1)
+               for k, v in results.items() if v},
             "rounds": {k: [round(x, 1) for x in v] for k, v in results.items()},
         }))  # fmt: skip
     finally:

@@ -100,3 +100,12 @@ def test_good_job_names(name):
 def test_priority_range(priority):
     with pytest.raises(InvalidRequest):
         check_priority(priority)
+
+
+def test_event_details_keep_their_newest_characters_and_are_never_refused() -> None:
+    from decode_userapi.domain.events import MAX_EVENT_DETAILS, STATUS, EventNote
+
+    long = EventNote(STATUS, JobStatus.running, "x" * 10_000 + "\nlast line\x00")
+    assert long.details is not None and len(long.details) <= MAX_EVENT_DETAILS
+    assert long.details.endswith("last line\ufffd") and long.details.startswith("[… ")
+    assert EventNote(STATUS, JobStatus.running, "").details is None

@@ -277,44 +277,43 @@ Index("ix_job_events_user_id_seq", job_events_table.c.user_id, job_events_table.
 # user's `seq` values commit in increasing order on PostgreSQL too (an identity would not: values
 # are handed out at insert, and commit in any order). An ignored event takes the current value
 # and bumps nothing. The `jobs` triggers bump the counter again for the job's write in the same
-# transaction (gaps are fine; the counter only ever grows). On PostgreSQL a committed event that is
-# not ignored also notifies `decode_job_events` with its owner (NOTIFY is delivered at commit).
+# transaction (gaps are fine; the counter only ever grows). On PostgreSQL an event that is not
+# ignored also notifies `decode_job_events` with its owner (NOTIFY is delivered at commit, if any).
+# What an event costs the server is its row and three index entries: the trigger is a small part of
+# it (bench/RESULTS.md, "Job events").
 _EVENT_BUMP = (
-    "INSERT INTO job_changes (user_id, version) SELECT NEW.user_id, 1 WHERE NOT NEW.ignored"
+    "INSERT INTO job_changes (user_id, version) VALUES (NEW.user_id, 1)"
     " ON CONFLICT (user_id) DO UPDATE SET version = job_changes.version + 1"
 )
 _EVENT_SEQ = "coalesce((SELECT version FROM job_changes WHERE user_id = NEW.user_id), 0)"
 EVENTS_CHANNEL = "decode_job_events"
 JOB_EVENT_TRIGGERS: dict[str, tuple[str, ...]] = {
+    # One trigger function does it all (each trigger call costs): NOTIFY from a BEFORE trigger is
+    # queued with the transaction like any other, and delivered only if it commits.
     "postgresql": (
         (
             "CREATE OR REPLACE FUNCTION job_events_seq() RETURNS trigger LANGUAGE plpgsql AS $$"
-            f" BEGIN {_EVENT_BUMP}; NEW.seq := {_EVENT_SEQ}; RETURN NEW; END $$"
+            " BEGIN"
+            f" IF NEW.ignored THEN NEW.seq := {_EVENT_SEQ};"
+            f" ELSE {_EVENT_BUMP} RETURNING version INTO NEW.seq;"
+            f" PERFORM pg_notify('{EVENTS_CHANNEL}', NEW.user_id);"
+            " END IF;"
+            " RETURN NEW;"
+            " END $$"
         ),
         "CREATE TRIGGER job_events_seq BEFORE INSERT ON {events} FOR EACH ROW EXECUTE FUNCTION job_events_seq()",
-        (
-            "CREATE OR REPLACE FUNCTION job_events_notify() RETURNS trigger LANGUAGE plpgsql AS $$"
-            f" BEGIN PERFORM pg_notify('{EVENTS_CHANNEL}', NEW.user_id); RETURN NULL; END $$"
-        ),
-        (
-            "CREATE TRIGGER job_events_notify AFTER INSERT ON {events} FOR EACH ROW WHEN (NOT NEW.ignored)"
-            " EXECUTE FUNCTION job_events_notify()"
-        ),
     ),
     "sqlite": (
         (
             "CREATE TRIGGER job_events_seq AFTER INSERT ON {events} BEGIN"
-            f" {_EVENT_BUMP}; UPDATE {{events}} SET seq = {_EVENT_SEQ} WHERE id = NEW.id; END"
+            " INSERT INTO job_changes (user_id, version) SELECT NEW.user_id, 1 WHERE NOT NEW.ignored"
+            " ON CONFLICT (user_id) DO UPDATE SET version = job_changes.version + 1;"
+            f" UPDATE {{events}} SET seq = {_EVENT_SEQ} WHERE id = NEW.id; END"
         ),
     ),
 }
 JOB_EVENT_TRIGGERS_DROP: dict[str, tuple[str, ...]] = {
-    "postgresql": (
-        "DROP TRIGGER IF EXISTS job_events_notify ON job_events",
-        "DROP TRIGGER IF EXISTS job_events_seq ON job_events",
-        "DROP FUNCTION IF EXISTS job_events_notify()",
-        "DROP FUNCTION IF EXISTS job_events_seq()",
-    ),
+    "postgresql": ("DROP TRIGGER IF EXISTS job_events_seq ON job_events", "DROP FUNCTION IF EXISTS job_events_seq()"),
     "sqlite": ("DROP TRIGGER IF EXISTS job_events_seq",),
 }
 for _dialect, _statements in JOB_EVENT_TRIGGERS.items():

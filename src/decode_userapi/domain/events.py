@@ -7,7 +7,7 @@ from typing import Final, Literal
 
 import msgspec
 
-from decode_userapi.domain.jobs import MAX_RUNTIME_DETAILS, JobStatus, append_runtime_details
+from decode_userapi.domain.jobs import JobStatus, append_runtime_details
 
 # What an event records (`JobEvent.kind`).
 EventKind = Literal["created", "status", "dispatch", "cancel", "delete"]
@@ -16,7 +16,10 @@ STATUS: Final = "status"  # a status update from the worker-facing API (or the d
 DISPATCH: Final = "dispatch"  # an attempt to hand the job to the worker-facing API: sent, retrying, failed
 CANCEL: Final = "cancel"  # the owner canceled the job (status canceled)
 DELETE: Final = "delete"  # the owner deleted the job: the only event kept once the job is gone
-MAX_EVENT_DETAILS = MAX_RUNTIME_DETAILS  # characters kept of one event's details (the newest)
+# Characters kept of one event's details (the newest, as for the job's own `runtime_details`, which
+# keep MAX_RUNTIME_DETAILS): a worker resending its whole log with each update must not make every
+# event as large as the job.
+MAX_EVENT_DETAILS = 4096
 
 
 class JobEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
