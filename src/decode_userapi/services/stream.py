@@ -215,6 +215,8 @@ class StreamService:
         """End every stream and refuse new ones until started again."""
         self._closed = True
         for reader in builtins.list(self._readers.values()):
+            if reader.pump is not None:
+                reader.pump.cancel()  # a read under way, or a retry waiting: nobody to send to now
             for watch in builtins.list(reader.watches):
                 watch._end(CLOSING)
                 self.forget(watch)
