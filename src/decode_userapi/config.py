@@ -52,6 +52,7 @@ ENV_NAMES = {
     "max_listing_entries": "MAX_LISTING_ENTRIES",
     "token_rate_per_minute_user": "TOKEN_RATE_PER_MINUTE_USER",
     "token_rate_per_minute_address": "TOKEN_RATE_PER_MINUTE_ADDRESS",
+    "stream_keep_alive_seconds": "STREAM_KEEP_ALIVE_SECONDS",
 }
 # Read outside `Settings`: by `configure_logging`, and by the AWS SDK itself (endpoints, credentials).
 LOGGING_ENV = {"LOG_LEVEL": "INFO", "LOG_FORMAT": "console"}  # name: default
@@ -142,6 +143,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_listing_entries: int = 1_000_000  # files and folders one listing or folder download may walk
     token_rate_per_minute_user: int = 10  # POST /token and /login attempts per username; 0: no limit
     token_rate_per_minute_address: int = 30  # ... per client address; 0: no limit
+    # A quiet GET /jobs/events/stream sends a comment this often (proxies close idle connections),
+    # and checks that the caller's token is still valid.
+    stream_keep_alive_seconds: float = 15.0
 
     @property
     def secret_fields(self) -> tuple[str, ...]:
@@ -224,11 +228,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             token_rate_per_minute_address=_int(
                 get("TOKEN_RATE_PER_MINUTE_ADDRESS"), "TOKEN_RATE_PER_MINUTE_ADDRESS", 30
             ),
+            stream_keep_alive_seconds=_int(get("STREAM_KEEP_ALIVE_SECONDS"), "STREAM_KEEP_ALIVE_SECONDS", 15),
         )
         settings.validate()
         return settings
 
     def validate(self) -> None:
+        if self.stream_keep_alive_seconds <= 0:
+            raise SettingsError("STREAM_KEEP_ALIVE_SECONDS must be more than 0")
         if self.max_listing_entries < 1:
             raise SettingsError("MAX_LISTING_ENTRIES must be 1 or more")
         if self.dispatch_lease_seconds <= self.workerfacing_api_timeout_seconds:

@@ -22,6 +22,8 @@ from decode_userapi.adapters.clock import FixedClock, SystemClock
 from decode_userapi.adapters.email.background import BackgroundEmailSender
 from decode_userapi.adapters.email.log import LogEmailSender
 from decode_userapi.adapters.email.memory import InMemoryEmailSender
+from decode_userapi.adapters.feed.memory import InProcessChangeFeed
+from decode_userapi.adapters.feed.postgres import PostgresChangeFeed
 from decode_userapi.adapters.identity.builtin import BuiltinIdentityProvider
 from decode_userapi.adapters.identity.memory_users import InMemoryUserStore
 from decode_userapi.adapters.identity.sql_users import SqlUserStore
@@ -42,6 +44,7 @@ from decode_userapi.services.dispatcher import Dispatcher
 from decode_userapi.services.files import FileService
 from decode_userapi.services.jobs import JobService
 from decode_userapi.services.ops import OpsService
+from decode_userapi.services.stream import StreamService
 from decode_userapi.services.users import UserService
 
 log = structlog.get_logger(__name__)
@@ -65,7 +68,7 @@ CognitoIdentityProvider = _lazy("identity.cognito", "CognitoIdentityProvider")
 MailjetEmailSender = _lazy("email.mailjet", "MailjetEmailSender")
 
 # Adapters with a start()/aclose() pair, in start order (closed in reverse).
-LIFECYCLE = ("job_store", "user_store", "file_storage", "identity", "catalog", "worker_dispatch", "email_sender")
+LIFECYCLE = ("job_store", "change_feed", "user_store", "file_storage", "identity", "catalog", "worker_dispatch", "email_sender")
 
 
 def _signing_key(settings: Settings) -> bytes | None:
@@ -78,6 +81,12 @@ def _catalog_source(settings: Settings) -> str:
 
 def _database_url(settings: Settings) -> str:
     return settings.database_url.replace("{}", settings.database_secret or "")
+
+
+def _notify(feed: Any) -> Callable[[str], None] | None:
+    """What the job store calls after committing events: the in-process feed's `notify`; nothing on
+    PostgreSQL, where the database notifies every replica itself."""
+    return getattr(feed, "notify", None)
 
 
 def _key_file(settings: Settings) -> str:
@@ -96,7 +105,13 @@ class Adapters(containers.DeclarativeContainer):
         pool_timeout=settings.provided.database_pool_timeout,
         migrate_on_start=settings.provided.database_migrate_on_start,
     )
-    job_store = providers.Singleton(SqlJobStore, database=database)
+    # Live job events: LISTEN/NOTIFY on PostgreSQL (every replica hears every write), else in-process.
+    change_feed = providers.Selector(
+        providers.Callable(lambda db: db.backend, database),
+        postgresql=providers.Singleton(PostgresChangeFeed, url=database.provided.url),
+        sqlite=providers.Singleton(InProcessChangeFeed),
+    )
+    job_store = providers.Singleton(SqlJobStore, database=database, on_change=providers.Callable(_notify, change_feed))
     user_store = providers.Singleton(SqlUserStore, database=database)
     file_storage = providers.Selector(
         settings.provided.filesystem,
@@ -162,7 +177,8 @@ class InMemoryAdapters(containers.DeclarativeContainer):
 
     settings = providers.Dependency(instance_of=Settings)
     clock = providers.Singleton(FixedClock, start=datetime(2026, 1, 1, tzinfo=UTC))
-    job_store = providers.Singleton(InMemoryJobStore, clock=clock)
+    change_feed = providers.Singleton(InProcessChangeFeed)
+    job_store = providers.Singleton(InMemoryJobStore, clock=clock, on_change=change_feed.provided.notify)
     user_store = providers.Singleton(InMemoryUserStore)
     file_storage = providers.Singleton(InMemoryFileStorage)
     identity = providers.Singleton(
@@ -227,6 +243,7 @@ class Services(containers.DeclarativeContainer):
         dispatch_health=dispatcher.provided.health,
     )
     users = providers.Singleton(UserService, identity=adapters.identity, accounts=adapters.accounts)
+    stream = providers.Singleton(StreamService, store=adapters.job_store, feed=adapters.change_feed)
 
 
 def resolve_secrets(settings: Settings) -> Settings:
@@ -264,9 +281,10 @@ def _lifecycle(adapters: Any) -> list[Any]:
 
 
 async def start_services(services: Services) -> None:
-    """Start the adapters, then the dispatcher that delivers recorded jobs."""
+    """Start the adapters, the live streams' listener, then the dispatcher that delivers recorded jobs."""
     await start_adapters(services.adapters)
     try:
+        await services.stream().start()
         await services.dispatcher().start()
     except BaseException:
         await _close_all(reversed(_lifecycle(services.adapters)))  # failures logged; the start's is raised
@@ -274,9 +292,15 @@ async def start_services(services: Services) -> None:
 
 
 async def stop_services(services: Services) -> None:
-    """Stop the dispatcher (after the deliveries under way), then close every adapter, even when
-    something before failed to close; the first failure is raised once everything was tried."""
+    """End the live streams, stop the dispatcher (after the deliveries under way), then close every
+    adapter, even when something before failed to close; the first failure is raised once
+    everything was tried."""
     failures: list[Exception] = []
+    try:
+        services.stream().close()
+    except Exception as e:
+        log.exception("service.close_failed", part="stream")
+        failures.append(e)
     try:
         await services.dispatcher().aclose()
     except Exception as e:

@@ -12,6 +12,9 @@ class Recorder:
     def __init__(self, name: str, closed: list[str], fail_close: bool = False, fail_start: bool = False) -> None:
         self.name, self.closed, self.fail_close, self.fail_start = name, closed, fail_close, fail_start
 
+    def listen(self, on_change, on_reset) -> None:  # as the change feed does: the live streams attach
+        pass
+
     async def start(self) -> None:
         if self.fail_start:
             raise RuntimeError(f"{self.name} cannot start")

@@ -31,6 +31,7 @@ from decode_userapi.entrypoints.http.openapi import (
 )
 from decode_userapi.entrypoints.http.ops import Metrics, health, metrics_handler, ready, request_context
 from decode_userapi.entrypoints.http.ratelimit import LoginRateLimiter
+from decode_userapi.entrypoints.http.stream import StreamController, streams_end_on_exit_signals
 from decode_userapi.entrypoints.http.users import ACCOUNT_HANDLERS, SERVICE_HANDLERS
 from decode_userapi.entrypoints.web import web_handlers
 
@@ -45,7 +46,8 @@ def create_app(services: Services, *, manage_adapters: bool = True) -> Litestar:
         if manage_adapters:
             await start_services(services)
         try:
-            yield
+            with streams_end_on_exit_signals(stream):  # else a server waits for open streams to end
+                yield
         finally:
             if manage_adapters:
                 await stop_services(services)
@@ -53,6 +55,7 @@ def create_app(services: Services, *, manage_adapters: bool = True) -> Litestar:
     # The use cases are the container's singletons, made here rather than in a first request (they
     # build their tables off the event loop).
     jobs, files, ops, users = services.jobs(), services.files(), services.ops(), services.users()
+    stream = services.stream()
     login_limiter = LoginRateLimiter(settings.token_rate_per_minute_user, settings.token_rate_per_minute_address)
     metrics = Metrics()
     document = ApiDocument()
@@ -61,10 +64,11 @@ def create_app(services: Services, *, manage_adapters: bool = True) -> Litestar:
         *SERVICE_HANDLERS,
         FilesController,
         JobsController,
+        StreamController,
         job_status,
         health,
         ready,
-        metrics_handler(metrics, lambda: getattr(email, "failures", 0)),
+        metrics_handler(metrics, lambda: getattr(email, "failures", 0), lambda: stream.watching),
         *docs_handlers(document),
         *web_handlers(settings, os.environ),  # the web page, /ui/ (entrypoints/web)
     ]
@@ -90,6 +94,8 @@ def create_app(services: Services, *, manage_adapters: bool = True) -> Litestar:
             "files": Provide(lambda: files, sync_to_thread=False),
             "ops": Provide(lambda: ops, sync_to_thread=False),
             "users": Provide(lambda: users, sync_to_thread=False),
+            "stream": Provide(lambda: stream, sync_to_thread=False),
+            "stream_keep_alive": Provide(lambda: settings.stream_keep_alive_seconds, sync_to_thread=False),
             "login_limiter": Provide(lambda: login_limiter, sync_to_thread=False),
             "max_upload_bytes": Provide(lambda: settings.max_upload_bytes, sync_to_thread=False),
         },

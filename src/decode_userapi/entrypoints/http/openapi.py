@@ -87,6 +87,7 @@ OPERATION_IDS = {
     ("delete", "/jobs/{job_id}"): "deleteJob",
     ("post", "/jobs/{job_id}/cancel"): "cancelJob",
     ("get", "/jobs/{job_id}/events"): "listJobEvents",
+    ("get", "/jobs/events/stream"): "streamJobEvents",
     ("put", "/_job_status"): "updateJobStatus",
     ("get", "/health"): "health",
     ("get", "/ready"): "ready",

@@ -57,6 +57,9 @@ class Metrics:
         self.email_failures = Gauge(
             "decode_userapi_email_failures", "Emails that could not be sent since start", registry=self.registry
         )
+        self.open_streams = Gauge(
+            "decode_userapi_open_streams", "Open GET /jobs/events/stream connections of this process", registry=self.registry
+        )
 
 
 def request_context(metrics: Metrics) -> Any:
@@ -111,7 +114,7 @@ async def ready(ops: NamedDependency[OpsService]) -> Response[dict[str, Any]]:
     return Response(body, status_code=200 if readiness.ready else 503)
 
 
-def metrics_handler(metrics: Metrics, email_failures: Any) -> Any:
+def metrics_handler(metrics: Metrics, email_failures: Any, open_streams: Any = lambda: 0) -> Any:
     @get("/metrics", tags=["operations"], summary="Prometheus metrics", include_in_schema=False)
     async def serve_metrics(ops: NamedDependency[OpsService]) -> Response[bytes]:
         try:
@@ -128,6 +131,7 @@ def metrics_handler(metrics: Metrics, email_failures: Any) -> Any:
             metrics.dispatch_failures.labels(kind).set(count)
         metrics.workerfacing_api_misconfigured.set(1 if dispatch.misconfigured else 0)
         metrics.email_failures.set(email_failures())
+        metrics.open_streams.set(open_streams())
         return Response(generate_latest(metrics.registry), media_type=METRICS_MEDIA_TYPE)
 
     return serve_metrics

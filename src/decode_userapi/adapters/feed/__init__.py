@@ -1,0 +1,1 @@
+"""ChangeFeed adapters: PostgreSQL LISTEN/NOTIFY (across replicas), and in-process (SQLite, memory)."""
