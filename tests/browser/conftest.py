@@ -181,7 +181,7 @@ def cognito_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
         server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     _require_chromium()
     from playwright.sync_api import sync_playwright
