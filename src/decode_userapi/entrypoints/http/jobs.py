@@ -79,7 +79,11 @@ def revalidation(tag_of: TagOf) -> Callable[[ASGIApp], ASGIApp]:
                 return
             connection: ASGIConnection[Any, Any, Any, Any] = ASGIConnection(scope, receive, send)
             try:
-                await scope["route_handler"].authorize_connection(connection)  # the route's guards, as Litestar runs them
+                handler = scope["route_handler"]
+                # The route's guards, as Litestar runs them (made async there), less its copy of the
+                # handler for each guard call: ours read nothing from it.
+                for guard in handler.resolve_guards():
+                    await guard(connection, handler)  # type: ignore[misc]
                 tag = await tag_of(connection.app.state.jobs, scope["user"], connection)
             except DomainError:
                 tag = None
