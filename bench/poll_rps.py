@@ -1,5 +1,5 @@
 """Requests/s on one core of `GET /jobs?limit=100` and `GET /jobs/{id}`, full answers against polls
-answered 304 (issue #13: the poll must reach ≥ 5× the full answer's requests/s).
+answered 304 (issue #13: the poll must reach at least 5 times the full answer's requests/s).
 
     PYTHONPATH=<checkout>/src:<checkout>/bench python bench/poll_rps.py
         [--backend postgresql|sqlite|both] [--jobs 1000] [--seconds 5] [--rounds 3] [--profile DIR]
