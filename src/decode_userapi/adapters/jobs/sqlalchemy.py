@@ -173,12 +173,17 @@ def _filter_params(user_id: str, f: JobFilter) -> dict[str, Any]:
 _LIST = _list_query(_shape(ALL_JOBS))
 
 
-def filtered_statements(user_id: str, filter: JobFilter, *, offset: int, limit: int) -> tuple[Any, Any]:
-    """The page and count statements `SqlJobStore` runs for this filter, with their values bound (to
-    look at their plans)."""
+def filtered_statements(user_id: str, filter: JobFilter, *, offset: int, limit: int) -> dict[str, Any]:
+    """The statements `SqlJobStore` runs for this filter, with their values bound (to look at their
+    plans): `page` (list_for_user), `count` (page_for_user past the end) and `answer` (page_for_user:
+    the page with its count and the change counter, what `GET /jobs` reads)."""
     params = _filter_params(user_id, filter)
-    page = _list_query(_shape(filter)).statement.params(params | {"offset": offset, "limit": limit})
-    return page, _count_query(_shape(filter)).statement.params(params)
+    paged = params | {"offset": offset, "limit": limit}
+    return {
+        "page": _list_query(_shape(filter)).statement.params(paged),
+        "count": _count_query(_shape(filter)).statement.params(params),
+        "answer": _page_query(_shape(filter)).statement.params(paged),
+    }
 _INSERTED = ("dispatch_status", "dispatch_attempts", "dispatch_payload")  # and a job's, but id and dispatch_*
 # One INSERT, atomic by itself: the job and its outbox entry, due now by the database's clock.
 _INSERT = Query(
