@@ -73,7 +73,8 @@ def revalidation(tag_of: TagOf) -> Callable[[ASGIApp], ASGIApp]:
 
     def middleware(app: ASGIApp) -> ASGIApp:
         async def handle(scope: Scope, receive: Receive, send: Send) -> None:
-            if_none_match = next((v for k, v in scope["headers"] if k == b"if-none-match"), None)
+            # Several header lines are one list (RFC 9110 5.3).
+            if_none_match = b", ".join(v for k, v in scope["headers"] if k == b"if-none-match") or None
             if if_none_match is None or if_none_match.strip() == b"*":
                 await app(scope, receive, send)
                 return
