@@ -12,7 +12,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 
-from decode_userapi.adapters.jobs.sqlalchemy import SqlJobStore, filtered_statements
+from decode_userapi.adapters.jobs.sqlalchemy import SqlJobStore, answer_statement, filtered_statements
 from decode_userapi.adapters.sql import Database
 from decode_userapi.config import Settings
 from decode_userapi.container import in_memory_services
@@ -247,7 +247,9 @@ async def test_postgres_plans_use_an_index_for_a_user_with_many_jobs(postgres_da
         driver = (await conn.get_raw_connection()).driver_connection
         dialect = conn.dialect
         for f, bound in PLANNED:
-            for kind, statement in filtered_statements("user7", f, offset=0, limit=100).items():
+            page, count = filtered_statements("user7", f, offset=0, limit=100)
+            answer = answer_statement("user7", f, offset=0, limit=100)
+            for kind, statement in {"page": page, "count": count, "answer": answer}.items():
                 compiled = statement.compile(dialect=dialect)
                 args = []
                 for name in compiled.positiontup or ():

@@ -142,6 +142,12 @@ def _page_query(shape: _Shape) -> Query:
     )
 
 
+def answer_statement(user_id: str, filter: JobFilter, *, offset: int, limit: int) -> Any:
+    """`page_for_user`'s statement for this filter (what `GET /jobs` reads), with its values bound,
+    as `filtered_statements` gives the others (to look at its plan)."""
+    return _page_query(_shape(filter)).statement.params(_filter_params(user_id, filter) | {"offset": offset, "limit": limit})
+
+
 def _prefix_end(prefix: str) -> str | None:
     """The least string above every string that starts with `prefix`, in code point order; None if none."""
     while prefix:
@@ -173,17 +179,12 @@ def _filter_params(user_id: str, f: JobFilter) -> dict[str, Any]:
 _LIST = _list_query(_shape(ALL_JOBS))
 
 
-def filtered_statements(user_id: str, filter: JobFilter, *, offset: int, limit: int) -> dict[str, Any]:
-    """The statements `SqlJobStore` runs for this filter, with their values bound (to look at their
-    plans): `page` (list_for_user), `count` (page_for_user past the end) and `answer` (page_for_user:
-    the page with its count and the change counter, what `GET /jobs` reads)."""
+def filtered_statements(user_id: str, filter: JobFilter, *, offset: int, limit: int) -> tuple[Any, Any]:
+    """The page and count statements `SqlJobStore` runs for this filter, with their values bound (to
+    look at their plans)."""
     params = _filter_params(user_id, filter)
-    paged = params | {"offset": offset, "limit": limit}
-    return {
-        "page": _list_query(_shape(filter)).statement.params(paged),
-        "count": _count_query(_shape(filter)).statement.params(params),
-        "answer": _page_query(_shape(filter)).statement.params(paged),
-    }
+    page = _list_query(_shape(filter)).statement.params(params | {"offset": offset, "limit": limit})
+    return page, _count_query(_shape(filter)).statement.params(params)
 _INSERTED = ("dispatch_status", "dispatch_attempts", "dispatch_payload")  # and a job's, but id and dispatch_*
 # One INSERT, atomic by itself: the job and its outbox entry, due now by the database's clock.
 _INSERT = Query(

@@ -3,13 +3,11 @@
 `GET /jobs` and `GET /jobs/{id}` answer with a weak `ETag` and `Cache-Control: private, no-cache`:
 browsers then revalidate by themselves, and a matching `If-None-Match` gets 304 without the jobs
 being read (the tag comes from the caller's change counter, one cheap read). The usual such poll is
-answered by `revalidation`, in front of the handler (bench/RESULTS.md, "Cheap polling")."""
+answered in front of the handler (`revalidation.py`)."""
 
 from __future__ import annotations
 
-import inspect
 import re
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from litestar import Controller, Response, delete, get, post
@@ -18,13 +16,12 @@ from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT, HTTP_304_NOT_MODIFIED
-from litestar.types import ASGIApp, Receive, Scope, Send
 
 from decode_userapi.domain.commands import JobCreate, JobFilter, JobView
-from decode_userapi.domain.errors import DomainError
 from decode_userapi.domain.identity import Principal
 from decode_userapi.entrypoints.http.errors import error_responses
 from decode_userapi.entrypoints.http.guards import users_only
+from decode_userapi.entrypoints.http.revalidation import revalidation
 from decode_userapi.services.jobs import JobService
 
 CACHE_CONTROL = "private, no-cache"  # a browser may keep it, and asks (If-None-Match) before each use
@@ -57,77 +54,38 @@ def _cached(tag: str) -> dict[str, str]:
     return {"ETag": tag, "Cache-Control": CACHE_CONTROL}
 
 
-# What a revalidation costs: the tag of the answer the handler would give, or None to let the handler
-# decide (a request this reads differently, or not at all).
-TagOf = Callable[[JobService, Principal, ASGIConnection[Any, Any, Any, Any]], Awaitable[str | None]]
-
-
-def revalidation(tag_of: TagOf) -> Callable[[ASGIApp], ASGIApp]:
-    """Route middleware: a revalidation (`If-None-Match`) whose tag is current is answered 304 here,
-    after the route's guards and before Litestar reads the parameters, resolves the dependencies,
-    calls the handler and renders its response: that work was most of a 304's CPU (bench/RESULTS.md,
-    "Cheap polling"). The 304 is the handler's, header for header (tests/integration/
-    test_http_polling.py). Everything else goes on to the handler, which answers as always: no
-    `If-None-Match` or `*`, a tag that is not current, a caller the guards refuse, parameters
-    `tag_of` does not read as the handler would, a database fault (the handler meets it again)."""
-
-    def middleware(app: ASGIApp) -> ASGIApp:
-        async def handle(scope: Scope, receive: Receive, send: Send) -> None:
-            # Several header lines are one list (RFC 9110 5.3).
-            if_none_match = b", ".join(v for k, v in scope["headers"] if k == b"if-none-match") or None
-            if if_none_match is None or if_none_match.strip() == b"*":
-                await app(scope, receive, send)
-                return
-            connection: ASGIConnection[Any, Any, Any, Any] = ASGIConnection(scope, receive, send)
-            try:
-                handler = scope["route_handler"]
-                # The route's guards, as Litestar runs them (made async there), less its copy of the
-                # handler for each guard call: ours read nothing from it.
-                for guard in handler.resolve_guards():
-                    await guard(connection, handler)  # type: ignore[misc]
-                tag = await tag_of(connection.app.state.jobs, scope["user"], connection)
-            except DomainError:
-                tag = None
-            if tag is None or not not_modified(if_none_match.decode("latin-1"), tag):
-                await app(scope, receive, send)
-                return
-            headers = [(b"etag", tag.encode()), (b"cache-control", CACHE_CONTROL.encode())]
-            start: Any = {"type": "http.response.start", "status": HTTP_304_NOT_MODIFIED, "headers": headers}
-            await send(start)
-            end: Any = {"type": "http.response.body", "body": b""}
-            await send(end)
-
-        return handle
-
-    return middleware
-
-
+# What `revalidation` asks: the tag the handler would send, read as the handler reads the request
+# (Litestar's query parser, the handler's own defaults, `JobFilter.from_query`, the service's tag),
+# or None for anything it might read otherwise: then the handler answers.
 _LIST_FILTERS = ("name", "application", "created_after", "created_before")
 
 
-def _digits(values: list[str]) -> int | None:
-    """The one plain decimal number given, which the handler reads the same (None otherwise)."""
+def _number(values: list[str]) -> int | None:
+    """The one plain decimal number given (None otherwise)."""
     return int(values[0]) if len(values) == 1 and values[0].isascii() and values[0].isdecimal() else None
 
 
-async def _list_tag(jobs: JobService, principal: Principal, connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+async def _list_tag(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     query = connection.query_params
     if not set(query) <= {"offset", "limit", "status", *_LIST_FILTERS}:
         return None
-    single = {name: query.getall(name) for name in _LIST_FILTERS if name in query}
-    if any(len(values) != 1 or not values[0] for values in single.values()):
+    given = {name: query.getall(name) for name in _LIST_FILTERS if name in query}
+    if any(len(values) != 1 or not values[0] for values in given.values()):
         return None
-    offset = _digits(query.getall("offset")) if "offset" in query else _LIST_DEFAULTS["offset"]
-    limit = _digits(query.getall("limit")) if "limit" in query else _LIST_DEFAULTS["limit"]
+    defaults = connection.route_handler.parsed_fn_signature.parameters
+    offset = _number(query.getall("offset")) if "offset" in query else defaults["offset"].default
+    limit = _number(query.getall("limit")) if "limit" in query else defaults["limit"].default
     if offset is None or limit is None:
         return None
-    filter = JobFilter.from_query(status=query.getall("status", []), **{name: v[0] for name, v in single.items()})
-    return await jobs.list_tag(principal, offset=offset, limit=limit, filter=filter)
+    filter = JobFilter.from_query(status=query.getall("status", []), **{name: v[0] for name, v in given.items()})
+    jobs: JobService = connection.app.state.jobs
+    return await jobs.list_tag(connection.user, offset=offset, limit=limit, filter=filter)
 
 
-async def _job_tag(jobs: JobService, principal: Principal, connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+async def _job_tag(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     job_id = connection.path_params.get("job_id")
-    return await jobs.job_tag(principal, job_id) if type(job_id) is int and not connection.query_params else None
+    jobs: JobService = connection.app.state.jobs
+    return await jobs.job_tag(connection.user, job_id) if type(job_id) is int and not connection.query_params else None
 
 
 class JobsController(Controller):
@@ -143,7 +101,7 @@ class JobsController(Controller):
         "/",
         summary="The caller's jobs, newest first; X-Total-Count: how many match the filters",
         responses=NOT_MODIFIED | error_responses(401, 403, 422, 503),
-        middleware=[revalidation(_list_tag)],
+        middleware=[revalidation(_list_tag, not_modified, _cached)],
     )
     async def list_jobs(
         self,
@@ -179,7 +137,7 @@ class JobsController(Controller):
         "/{job_id:int}",
         summary="One of the caller's jobs",
         responses=NOT_MODIFIED | error_responses(401, 403, 404, 422, 503),
-        middleware=[revalidation(_job_tag)],
+        middleware=[revalidation(_job_tag, not_modified, _cached)],
     )
     async def get_job(
         self,
@@ -214,7 +172,3 @@ class JobsController(Controller):
     )
     async def remove(self, principal: NamedDependency[Principal], jobs: NamedDependency[JobService], job_id: FromPath[int]) -> None:
         await jobs.delete(principal, job_id)
-
-
-# The handler's defaults, for `_list_tag`: one definition.
-_LIST_DEFAULTS = {name: p.default for name, p in inspect.signature(JobsController.list_jobs.fn).parameters.items()}
