@@ -63,6 +63,8 @@ class Profiler:
         self.directory.mkdir(parents=True, exist_ok=True)
         argv = ["taskset", "-c", str(self.cpu), tool, "record", "--pid", str(self.pid), "--nonblocking",
                 "--rate", "200", "--format", "raw", "--output", str(self.output)]
+        if os.environ.get("BENCH_PYSPY_GIL") == "1":  # only samples holding the GIL: CPU, not waiting
+            argv.append("--gil")
         self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         return self
 

@@ -55,6 +55,45 @@ async def test_answers_carry_an_etag_and_a_matching_one_gets_304(client, alice, 
     assert (await client.get("/jobs?status=nope", headers=alice.headers | {"If-None-Match": "*"})).status_code == 422
 
 
+async def test_the_revalidation_in_front_of_the_handlers_answers_as_they_do(client, alice, bob):
+    """`revalidation` answers the usual polls before the handler runs; a query parameter nobody reads
+    (`_=1`, as cache-busting scripts add) leaves the same request to the handler. Both must answer
+    alike, header for header, whatever is sent."""
+    await put_inputs(client, alice)
+    job_id = (await client.post("/jobs", headers=alice.headers, json=job_body())).json()["id"]
+    await outbox_drained(client)
+    carol = await make_user(client, "carol", groups=["others"])  # signed in, not in `users`: 403
+
+    async def both(path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        answers = []
+        for sent in (path, path + ("&" if "?" in path else "?") + "_=1"):
+            r = await client.get(sent, headers=headers)
+            answers.append((r.status_code, {k: v for k, v in r.headers.items() if k != "x-request-id"}, r.content))
+        assert answers[0] == answers[1], (path, headers)
+        return answers[0]
+
+    paths = [
+        "/jobs", "/jobs/", "/jobs?limit=1", "/jobs?offset=1&limit=7", "/jobs?status=queued&status=running",
+        "/jobs?status=queued,running", "/jobs?name=job&application=decode", "/jobs?application=nothing",
+        "/jobs?created_after=2020-01-01T00:00:00Z&created_before=2999-01-01T00:00:00%2B02:00", f"/jobs/{job_id}",
+    ]  # fmt: skip
+    for path in paths:
+        tag = await tag_of(client, alice, path)
+        status_code, headers, body = await both(path, alice.headers | {"If-None-Match": tag})
+        assert status_code == 304 and body == b"" and headers["etag"] == tag, path
+        assert (await both(path, alice.headers | {"If-None-Match": '"other"'}))[0] == 200
+        assert (await both(path, bob.headers | {"If-None-Match": tag}))[0] in (200, 404)  # bob's answer, not alice's
+        assert (await both(path, {"If-None-Match": tag}))[0] == 401
+        assert (await both(path, {"Authorization": "Bearer nonsense", "If-None-Match": tag}))[0] == 401
+        assert (await both(path, carol.headers | {"If-None-Match": tag}))[0] == 403
+    tag = await tag_of(client, alice)
+    for refused in ("/jobs?limit=0", "/jobs?limit=abc", "/jobs?offset=-1", "/jobs?status=nope", "/jobs?created_after=yesterday"):
+        assert (await client.get(refused, headers=alice.headers | {"If-None-Match": tag})).status_code == 422, refused
+    for same in ("/jobs?name=", "/jobs?limit=100", "/jobs?offset=0&status="):  # read as `/jobs` by the handler
+        assert (await client.get(same, headers=alice.headers | {"If-None-Match": tag})).status_code == 304, same
+    assert (await both("/jobs/999999", alice.headers | {"If-None-Match": await tag_of(client, alice, f"/jobs/{job_id}")}))[0] == 404
+
+
 async def test_the_tag_moves_with_each_kind_of_write_and_not_otherwise(client, alice, bob, fake_workerfacing):
     await put_inputs(client, alice)
     await put_inputs(client, bob)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -50,10 +51,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import URL, Connection, Dialect, make_url
+from sqlalchemy.engine.interfaces import PoolProxiedConnection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator
+from sqlalchemy.util import greenlet_spawn
 
 from decode_userapi.domain.errors import InvalidRequest, StoreUnavailable
 
@@ -75,6 +78,9 @@ HEAD_REVISION = "0005"
 ADOPTED_REVISION = "0001"
 # The key of the PostgreSQL advisory lock that serialises migrations across processes ("decodeua").
 MIGRATION_LOCK_KEY = 0x6465636F64657561
+# How long `Database.fetch` keeps a connection out of the pool between uses before giving it back:
+# the pool's own checks (recycling, the checkout listener) then see every connection this often.
+PARKED_SECONDS = 60.0
 
 
 def async_url(url: str | URL) -> URL:
@@ -550,6 +556,14 @@ class Database:
         self._pool_timeout = pool_timeout
         self._permits = pool_size + max_overflow if pool_size > 0 and max_overflow >= 0 else 0
         self._gate = asyncio.Semaphore(self._permits) if self._permits else None
+        # PostgreSQL connections `fetch` keeps checked out of the pool between its uses, newest last,
+        # with when each was checked out: taking one back is a list pop, where a pool checkout and
+        # return cost ~60 us of CPU (two greenlet switches and the pool's bookkeeping), half of a
+        # poll's whole read (bench/RESULTS.md, "Cheap polling"). They count against the pool: a
+        # transaction gives parked ones back until the pool has a connection for it (`_make_room`).
+        self._parked: list[tuple[PoolProxiedConnection, float]] = []
+        self._fetching = 0  # connections `fetch` has in use now
+        self._transacting = 0  # connections `transaction` has in use now
         options: dict[str, Any] = {
             "echo": echo,
             # A fixed pool: overflow connections are opened and closed again under load, and each
@@ -638,6 +652,8 @@ class Database:
     async def aclose(self) -> None:
         """Close pooled connections. Idempotent; the engine reconnects if used again."""
         self._started = False
+        while self._parked:
+            await self._give_back(self._parked.pop()[0])
         await self.engine.dispose()
         if self._permits:  # a new gate: the old one may be bound to an event loop that is gone
             self._gate = asyncio.Semaphore(self._permits)
@@ -650,20 +666,49 @@ class Database:
         """
         gate = await self._turn()
         try:
-            with translate_errors():
-                conn = await self.engine.connect()
+            await self._make_room()
+            self._transacting += 1
             try:
                 with translate_errors():
-                    await conn.begin()
-                yield conn
-                with translate_errors():
-                    await conn.commit()
+                    conn = await self.engine.connect()
+                try:
+                    with translate_errors():
+                        await conn.begin()
+                    yield conn
+                    with translate_errors():
+                        await conn.commit()
+                finally:
+                    with translate_errors():
+                        await conn.close()  # rolls back a transaction still open
             finally:
-                with translate_errors():
-                    await conn.close()  # rolls back a transaction still open
+                self._transacting -= 1
         finally:
             if gate is not None:
                 gate.release()
+
+    async def _make_room(self) -> None:
+        """Give parked connections back to the pool until it has one for a caller holding a turn
+        (the turns are as many as the pool's connections)."""
+        while self._parked and self._fetching + self._transacting + len(self._parked) >= self._permits:
+            await self._give_back(self._parked.pop(0)[0])  # the oldest
+
+    async def _give_back(self, pooled: PoolProxiedConnection) -> None:
+        """Return a connection `fetch` checked out to the pool (whose reset may need the driver, so
+        in a greenlet); one the server has closed is dropped by the pool's checkout listener."""
+        with translate_errors():
+            await greenlet_spawn(pooled.close)
+
+    async def _checkout(self) -> tuple[PoolProxiedConnection, float]:
+        """A connection for `fetch`: the newest parked one that is open and not too old, else one
+        checked out of the pool now."""
+        while self._parked:
+            pooled, since = self._parked.pop()
+            driver: Any = pooled.driver_connection
+            if time.monotonic() - since < PARKED_SECONDS and not driver.is_closed():
+                return pooled, since
+            await self._give_back(pooled)
+        with translate_errors():
+            return await self.engine.raw_connection(), time.monotonic()
 
     async def _turn(self) -> asyncio.Semaphore | None:
         """Wait, in arrival order, until a pooled connection is free for this caller; the gate to
@@ -695,17 +740,26 @@ class Database:
                 return list(await execute(conn, query.statement, params))
         gate = await self._turn()
         try:
-            with translate_errors():
-                conn = await self.engine.connect()
+            self._fetching += 1
+            pooled, since = await self._checkout()
+            done = False
             try:
                 with translate_errors(query):
-                    driver: Any = (await conn.get_raw_connection()).driver_connection
+                    driver: Any = pooled.driver_connection
                     sql, binds = self._compiled.get(query) or await self._compile(query, driver)
-                    return await driver.fetch(sql, *[p(params[n]) if p else params[n] for n, p in binds])  # type: ignore[no-any-return]
+                    rows: list[Sequence[Any]] = await driver.fetch(sql, *[p(params[n]) if p else params[n] for n, p in binds])
+                done = True
+                return rows
             finally:
-                with translate_errors():
-                    await conn.close()
+                # In autocommit nothing is left open on it: parked for the next caller (with a bounded
+                # pool, whose turns count the parked ones). Failed or cancelled: back to the pool,
+                # which resets it or drops it.
+                if done and gate is not None:
+                    self._parked.append((pooled, since))
+                else:
+                    await self._give_back(pooled)
         finally:
+            self._fetching -= 1
             if gate is not None:
                 gate.release()
 

@@ -167,6 +167,12 @@ def _page_query(shape: _Shape) -> Query:
     )
 
 
+def answer_statement(user_id: str, filter: JobFilter, *, offset: int, limit: int) -> Any:
+    """`page_for_user`'s statement for this filter (what `GET /jobs` reads), with its values bound,
+    as `filtered_statements` gives the others (to look at its plan)."""
+    return _page_query(_shape(filter)).statement.params(_filter_params(user_id, filter) | {"offset": offset, "limit": limit})
+
+
 def _prefix_end(prefix: str) -> str | None:
     """The least string above every string that starts with `prefix`, in code point order; None if none."""
     while prefix:

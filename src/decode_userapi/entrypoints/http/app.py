@@ -115,6 +115,7 @@ def create_app(services: Services, *, manage_adapters: bool = True) -> Litestar:
     )
     # What the guards (which take no dependencies) need.
     app.state.users = users
+    app.state.jobs = jobs  # the revalidation in front of GET /jobs (jobs.py)
     app.state.internal_api_key = settings.internal_api_key
     return app
 

@@ -2,7 +2,8 @@
 
 `GET /jobs` and `GET /jobs/{id}` answer with a weak `ETag` and `Cache-Control: private, no-cache`:
 browsers then revalidate by themselves, and a matching `If-None-Match` gets 304 without the jobs
-being read (the tag comes from the caller's change counter, one cheap read)."""
+being read (the tag comes from the caller's change counter, one cheap read). The usual such poll is
+answered in front of the handler (`revalidation.py`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import re
 from typing import Annotated, Any
 
 from litestar import Controller, Response, delete, get, post
+from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
@@ -20,6 +22,7 @@ from decode_userapi.domain.events import JobEvent
 from decode_userapi.domain.identity import Principal
 from decode_userapi.entrypoints.http.errors import error_responses
 from decode_userapi.entrypoints.http.guards import users_only
+from decode_userapi.entrypoints.http.revalidation import revalidation
 from decode_userapi.services.jobs import JobService
 
 CACHE_CONTROL = "private, no-cache"  # a browser may keep it, and asks (If-None-Match) before each use
@@ -52,6 +55,40 @@ def _cached(tag: str) -> dict[str, str]:
     return {"ETag": tag, "Cache-Control": CACHE_CONTROL}
 
 
+# What `revalidation` asks: the tag the handler would send, read as the handler reads the request
+# (Litestar's query parser, the handler's own defaults, `JobFilter.from_query`, the service's tag),
+# or None for anything it might read otherwise: then the handler answers.
+_LIST_FILTERS = ("name", "application", "created_after", "created_before")
+
+
+def _number(values: list[str]) -> int | None:
+    """The one plain decimal number given (None otherwise)."""
+    return int(values[0]) if len(values) == 1 and values[0].isascii() and values[0].isdecimal() else None
+
+
+async def _list_tag(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    query = connection.query_params
+    if not set(query) <= {"offset", "limit", "status", *_LIST_FILTERS}:
+        return None
+    given = {name: query.getall(name) for name in _LIST_FILTERS if name in query}
+    if any(len(values) != 1 or not values[0] for values in given.values()):
+        return None
+    defaults = connection.route_handler.parsed_fn_signature.parameters
+    offset = _number(query.getall("offset")) if "offset" in query else defaults["offset"].default
+    limit = _number(query.getall("limit")) if "limit" in query else defaults["limit"].default
+    if offset is None or limit is None:
+        return None
+    filter = JobFilter.from_query(status=query.getall("status", []), **{name: v[0] for name, v in given.items()})
+    jobs: JobService = connection.app.state.jobs
+    return await jobs.list_tag(connection.user, offset=offset, limit=limit, filter=filter)
+
+
+async def _job_tag(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    job_id = connection.path_params.get("job_id")
+    jobs: JobService = connection.app.state.jobs
+    return await jobs.job_tag(connection.user, job_id) if type(job_id) is int and not connection.query_params else None
+
+
 class JobsController(Controller):
     path = "/jobs"
     tags = ["jobs"]
@@ -65,6 +102,7 @@ class JobsController(Controller):
         "/",
         summary="The caller's jobs, newest first; X-Total-Count: how many match the filters",
         responses=NOT_MODIFIED | error_responses(401, 403, 422, 503),
+        middleware=[revalidation(_list_tag, not_modified, _cached)],
     )
     async def list_jobs(
         self,
@@ -96,7 +134,12 @@ class JobsController(Controller):
         page = await jobs.page(principal, offset=offset, limit=limit, filter=filter)  # jobs, count and tag at once
         return Response(page.jobs, headers=_cached(page.tag) | {"X-Total-Count": str(page.total)})
 
-    @get("/{job_id:int}", summary="One of the caller's jobs", responses=NOT_MODIFIED | error_responses(401, 403, 404, 422, 503))
+    @get(
+        "/{job_id:int}",
+        summary="One of the caller's jobs",
+        responses=NOT_MODIFIED | error_responses(401, 403, 404, 422, 503),
+        middleware=[revalidation(_job_tag, not_modified, _cached)],
+    )
     async def get_job(
         self,
         principal: NamedDependency[Principal],
