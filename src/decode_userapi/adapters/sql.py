@@ -73,7 +73,7 @@ _UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # The newest migration (tests/integration/test_migrations.py checks it is Alembic's head): a
 # database already there starts without loading Alembic.
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 # The revision whose schema `metadata.create_all` made before the migrations existed.
 ADOPTED_REVISION = "0001"
 # The key of the PostgreSQL advisory lock that serialises migrations across processes ("decodeua").
@@ -204,6 +204,11 @@ Index(
     jobs_table.c.date_created.desc(),
     jobs_table.c.id.desc(),
 )
+
+# Listings filtered by a name prefix (migration 0006): names are compared in code point order
+# (`binary_text`), which the (user_id, job_name) unique index serves only where the database's own
+# collation is C. PostgreSQL only: on SQLite that unique index already is in code point order.
+Index("ix_jobs_user_id_job_name_c", jobs_table.c.user_id, binary_text(jobs_table.c.job_name)).ddl_if(dialect="postgresql")
 
 Index("ix_jobs_dispatch_status_dispatch_next_at", jobs_table.c.dispatch_status, jobs_table.c.dispatch_next_at)
 
