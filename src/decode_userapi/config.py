@@ -53,6 +53,7 @@ ENV_NAMES = {
     "token_rate_per_minute_user": "TOKEN_RATE_PER_MINUTE_USER",
     "token_rate_per_minute_address": "TOKEN_RATE_PER_MINUTE_ADDRESS",
     "stream_keep_alive_seconds": "STREAM_KEEP_ALIVE_SECONDS",
+    "job_event_retention_days": "JOB_EVENT_RETENTION_DAYS",
 }
 # Read outside `Settings`: by `configure_logging`, and by the AWS SDK itself (endpoints, credentials).
 LOGGING_ENV = {"LOG_LEVEL": "INFO", "LOG_FORMAT": "console"}  # name: default
@@ -146,6 +147,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # A quiet GET /jobs/events/stream sends a comment this often (proxies close idle connections),
     # and checks that the caller's token is still valid.
     stream_keep_alive_seconds: float = 15.0
+    # Job events older than this are pruned (hourly, by every replica): a job's history, and the
+    # `delete` event a deleted job leaves, are kept this long. 0: kept forever.
+    job_event_retention_days: int = 30
 
     @property
     def secret_fields(self) -> tuple[str, ...]:
@@ -229,6 +233,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 get("TOKEN_RATE_PER_MINUTE_ADDRESS"), "TOKEN_RATE_PER_MINUTE_ADDRESS", 30
             ),
             stream_keep_alive_seconds=_int(get("STREAM_KEEP_ALIVE_SECONDS"), "STREAM_KEEP_ALIVE_SECONDS", 15),
+            job_event_retention_days=_int(get("JOB_EVENT_RETENTION_DAYS"), "JOB_EVENT_RETENTION_DAYS", 30),
         )
         settings.validate()
         return settings
@@ -236,6 +241,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def validate(self) -> None:
         if self.stream_keep_alive_seconds <= 0:
             raise SettingsError("STREAM_KEEP_ALIVE_SECONDS must be more than 0")
+        if self.job_event_retention_days < 0:
+            raise SettingsError("JOB_EVENT_RETENTION_DAYS must be 0 (keep forever) or more")
         if self.max_listing_entries < 1:
             raise SettingsError("MAX_LISTING_ENTRIES must be 1 or more")
         if self.dispatch_lease_seconds <= self.workerfacing_api_timeout_seconds:

@@ -89,6 +89,11 @@ def _notify(feed: Any) -> Callable[[str], None] | None:
     return getattr(feed, "notify", None)
 
 
+def _event_retention(settings: Settings) -> float | None:
+    """Seconds job events are kept; None: forever."""
+    return settings.job_event_retention_days * 86400.0 or None
+
+
 def _key_file(settings: Settings) -> str:
     return str(Path(settings.data_dir) / "signing.key")
 
@@ -111,7 +116,12 @@ class Adapters(containers.DeclarativeContainer):
         postgresql=providers.Singleton(PostgresChangeFeed, url=database.provided.url),
         sqlite=providers.Singleton(InProcessChangeFeed),
     )
-    job_store = providers.Singleton(SqlJobStore, database=database, on_change=providers.Callable(_notify, change_feed))
+    job_store = providers.Singleton(
+        SqlJobStore,
+        database=database,
+        on_change=providers.Callable(_notify, change_feed),
+        event_retention=providers.Callable(_event_retention, settings),
+    )
     user_store = providers.Singleton(SqlUserStore, database=database)
     file_storage = providers.Selector(
         settings.provided.filesystem,

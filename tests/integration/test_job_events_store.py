@@ -161,3 +161,44 @@ async def _concurrent_updates(store: JobStore) -> None:
     assert len(final) == 8 + 8 * 12 and final == sorted(final) and len(set(final)) == len(final)
     for seen in snapshots:
         assert seen == final[: len(seen)]  # a prefix: nothing committed later sorts before it
+
+
+async def test_prune_forgets_events_recorded_before_the_cutoff_in_batches(store: JobStore) -> None:
+    """Retention: old events go whatever their job (a live job's history, a deleted job's `delete`
+    event, an orphan an ignored update left racing a delete); newer ones stay."""
+    kept, gone = await add(store, make_job("kept"), make_job("gone"))
+    async with store.unit_of_work() as uow:
+        await uow.delete(gone.id)  # type: ignore[arg-type]
+    orphan_job = 10**9  # an ignored update of a job deleted meanwhile
+    await store.add_event(orphan_job, "alice", EventNote(STATUS, JobStatus.running, "late", ignored=True))
+    await asyncio.sleep(0.05)
+    cutoff = datetime.now(UTC)
+    await asyncio.sleep(0.05)
+    (new,) = await add(store, make_job("new"))
+    running = msgspec.structs.replace(kept, status=JobStatus.running, date_started=T0)
+    assert await store.replace_status(kept, running, details="recent")
+    assert await store.prune_events(cutoff, batch=2) == 3  # kept's `created`, gone's `delete`, the orphan
+    assert await store.events_for_job(gone.id, "alice", limit=10) == []  # type: ignore[arg-type]
+    assert await store.events_for_job(orphan_job, "alice", limit=10) == []
+    assert shape(await store.events_for_job(kept.id, "alice", limit=10)) == [(STATUS, "running", "recent", False)]  # type: ignore[arg-type]
+    assert len(await store.events_for_job(new.id, "alice", limit=10)) == 1  # type: ignore[arg-type]
+    assert await store.prune_events(cutoff) == 0
+    assert [e.job_id for e in await store.events_since("alice", 0, 100)] == [new.id, kept.id]
+
+
+async def test_the_store_prunes_expired_events_in_the_background(store_database_url: str | None) -> None:
+    if store_database_url is None:
+        pytest.skip("the SQL store's own task; the memory store keeps what its owner keeps")
+    store = SqlJobStore(Database(store_database_url), event_retention=0.05, prune_interval=0.05)
+    await store.start()
+    try:
+        (job,) = await add(store, make_job())
+        async with store.unit_of_work() as uow:
+            await uow.delete(job.id)  # type: ignore[arg-type]
+        for _ in range(100):  # pruned within 5 s
+            if not await store.events_for_job(job.id, "alice", limit=10):  # type: ignore[arg-type]
+                break
+            await asyncio.sleep(0.05)
+        assert await store.events_for_job(job.id, "alice", limit=10) == []  # type: ignore[arg-type]
+    finally:
+        await store.aclose()

@@ -153,6 +153,12 @@ class JobStore(Protocol):
         most `limit`: what the live stream sends, and resumes from. One read."""
         ...
 
+    async def prune_events(self, before: datetime, *, batch: int = 1000) -> int:
+        """Forget the events recorded before `before`, whatever their job (the `delete` event a
+        deleted job leaves, an orphan, a live job's old history), oldest first, `batch` at a time
+        each in a transaction of its own; how many. Safe to run on several replicas at once."""
+        ...
+
     async def stats(self) -> JobStats:
         """Current counts (one short read; also proves the store answers)."""
         ...

@@ -240,6 +240,12 @@ class InMemoryJobStore:
             mine = [e for u, e in self._events if e.seq > after_seq and not e.ignored and u == user_id]
             return sorted(mine, key=lambda e: (e.seq, e.id))[:limit]
 
+    async def prune_events(self, before: datetime, *, batch: int = 1000) -> int:
+        async with self._lock:
+            kept = [(u, e) for u, e in self._events if e.at >= before]
+            pruned, self._events = len(self._events) - len(kept), kept
+            return pruned
+
     async def stats(self) -> JobStats:
         by_status: dict[str, int] = {}
         for job in self._jobs.values():

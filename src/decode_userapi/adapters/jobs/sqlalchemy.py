@@ -3,6 +3,7 @@ map to Structs by column name."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -11,6 +12,7 @@ from inspect import signature
 from typing import Any
 
 import msgspec
+import structlog
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -40,6 +42,7 @@ from decode_userapi.adapters.sql import (
     job_events_table,
     jobs_table,
 )
+from decode_userapi.adapters.storage.janitor import Janitor
 from decode_userapi.domain.commands import ALL_JOBS, JobFilter
 from decode_userapi.domain.errors import JobNameTaken, NotFound
 from decode_userapi.domain.events import CREATED, DELETE, DISPATCH, STATUS, EventKind, EventNote, JobEvent
@@ -54,6 +57,8 @@ from decode_userapi.domain.jobs import (
 )
 from decode_userapi.ports.jobs import DispatchResult, JobsPage, JobStats, PendingDispatch
 
+log = structlog.get_logger(__name__)
+PRUNE_INTERVAL = 3600.0  # seconds between rounds of pruning expired events
 _c = jobs_table.c
 _STATUSES = {s.value: s for s in JobStatus}  # a dict lookup is several times cheaper than JobStatus(v)
 _DISPATCH_STATUSES = {s.value: s for s in DispatchStatus}
@@ -288,6 +293,13 @@ _EVENTS_SINCE = Query(
     .limit(bindparam("limit"))
 )
 _DELETE_EVENTS = delete(job_events_table).where(_e.job_id == bindparam("job_id"))
+# Retention: of the `batch` oldest events (the primary key's first entries: ids grow with time), those
+# recorded before `before`. Bounded work without an index on `at`: a batch that is not all old ends
+# the round. Replicas pruning at once delete the same rows; the later one waits, then finds none.
+_OLDEST = select(_e.id, _e.at).order_by(_e.id).limit(bindparam("batch")).subquery("oldest")
+_PRUNE_EVENTS = delete(job_events_table).where(
+    _e.id.in_(select(_OLDEST.c.id).where(_OLDEST.c.at < bindparam("before", type_=_e.at.type)))
+)
 
 
 _INSERTED = ("dispatch_status", "dispatch_attempts", "dispatch_payload")  # and a job's, but id and dispatch_*
@@ -437,9 +449,26 @@ class SqlJobStore:
     ignored ones) has committed, except on PostgreSQL, where the events table's trigger notifies
     `decode_job_events` (every replica listening hears it, this one too)."""
 
-    def __init__(self, database: Database, *, on_change: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        on_change: Callable[[str], None] | None = None,
+        event_retention: float | None = None,
+        prune_interval: float = PRUNE_INTERVAL,
+    ) -> None:
         self._database = database
         self._on_change = on_change if database.backend != "postgresql" else None
+        # Events older than `event_retention` seconds are pruned every `prune_interval` (None: kept).
+        # The first round waits a minute or two, spread so that replicas started together do not
+        # prune together (they may: it only costs the later one a wait).
+        self._pruner = Janitor(
+            "job-events",
+            self._prune_expired,
+            event_retention or 0.0,
+            prune_interval if event_retention else None,
+            first_delay=min(prune_interval, 60.0 + random.uniform(0.0, 60.0)),
+        )
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[SqlJobUnitOfWork]:
@@ -526,6 +555,22 @@ class SqlJobStore:
         rows = await self._database.fetch(_EVENTS_SINCE, {"user_id": user_id, "after_seq": after_seq, "limit": limit})
         return [_event(*row) for row in rows]
 
+    async def prune_events(self, before: datetime, *, batch: int = 1000) -> int:
+        pruned = 0
+        while True:
+            async with self._database.transaction() as connection:
+                result: Any = await execute(connection, _PRUNE_EVENTS, {"before": before, "batch": batch})
+            count: int = result.rowcount
+            pruned += count
+            if count < batch:
+                return pruned
+
+    async def _prune_expired(self, before: datetime) -> int:
+        pruned = await self.prune_events(before)
+        if pruned:
+            log.info("job_events.pruned", events=pruned, recorded_before=before.isoformat())
+        return pruned
+
     async def stats(self) -> JobStats:
         by_status: dict[str, int] = {}
         backlog = 0
@@ -539,6 +584,8 @@ class SqlJobStore:
 
     async def start(self) -> None:
         await self._database.start()
+        self._pruner.start()
 
     async def aclose(self) -> None:
+        await self._pruner.aclose()
         await self._database.aclose()
