@@ -449,3 +449,21 @@ async def test_the_change_counter_moves_with_every_visible_write_and_nothing_els
         await uow.delete(job.id)  # type: ignore[arg-type]
     await moved()
     assert await store.changes("nobody") == 0
+
+
+async def test_reads_never_wait_for_a_unit_of_work_and_see_each_commit(store: JobStore) -> None:
+    """A read runs alongside a unit of work that holds SQLite's write lock (PostgreSQL's row locks),
+    sees the last commit, and the next read sees the writer's commit, the change counter (the
+    ETag of `GET /jobs`) with it. Before, a read on SQLite queued on the write lock like a writer."""
+    if isinstance(store, InMemoryJobStore):
+        pytest.skip("one lock serialises everything the memory store does")
+    (job,) = await add(store, make_job())
+    before = await store.changes("alice")
+    async with store.unit_of_work() as uow:
+        await uow.delete(job.id)  # type: ignore[arg-type]  # a write under way, not committed
+        async with asyncio.timeout(2):  # not busy_timeout's 30 s
+            assert await store.changes("alice") == before
+            assert await store.get(job.id) == job  # type: ignore[arg-type]
+            assert (await store.page_for_user("alice", offset=0, limit=10)).changes == before
+            assert [e.kind for e in await store.events_for_job(job.id, "alice", limit=10)] == ["created"]  # type: ignore[arg-type]
+    assert await store.changes("alice") > before and await store.get(job.id) is None  # type: ignore[arg-type]

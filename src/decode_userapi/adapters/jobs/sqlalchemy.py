@@ -258,7 +258,7 @@ class _Recorded:
         written = write.cte("written")
         values = _event_values(written.c.id, written.c.user_id)
         recorded = insert(job_events_table).from_select(list(values), select(*values.values()).select_from(written))
-        self.query = Query(select(*written.c).add_cte(recorded.cte("recorded")))
+        self.query = Query(select(*written.c).add_cte(recorded.cte("recorded")), read_only=False)
         self.owner = self.query.reader("id", "user_id")
 
     async def run(self, connection: AsyncConnection, params: dict[str, Any]) -> list[Sequence[Any]]:
