@@ -251,6 +251,7 @@ class Services(containers.DeclarativeContainer):
         catalog=adapters.catalog,
         workers=adapters.worker_dispatch,
         dispatch_health=dispatcher.provided.health,
+        clock=adapters.clock,
     )
     users = providers.Singleton(UserService, identity=adapters.identity, accounts=adapters.accounts)
     stream = providers.Singleton(StreamService, store=adapters.job_store, feed=adapters.change_feed)

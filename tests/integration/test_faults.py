@@ -156,7 +156,13 @@ async def test_worker_api_slower_than_the_deadline_is_retried_with_the_same_idem
             await asyncio.sleep(0.05)
         assert view["status"] == "queued" and view["dispatch"]["status"] == "pending"
         assert "did not take the job within 1 s" in view["dispatch"]["last_error"]
-        assert (await client.get("/ready")).status_code == 200  # the service stays ready: jobs wait
+        ready = await client.get("/ready")
+        assert ready.status_code == 200  # the service stays ready: jobs wait
+        # ... and says the API answers pings but takes no job, since when, and how long the job waited
+        assert ready.json()["checks"]["workerfacing_api"].startswith("failing (answers pings, but timeout: ")
+        dispatch = ready.json()["dispatch"]
+        assert dispatch["fault"] == "timeout" and dispatch["backlog"] == 1
+        assert 0 <= dispatch["failing_seconds"] <= dispatch["oldest_pending_seconds"] < 15
 
         fake_workerfacing.mode = "up"
         deadline = time.monotonic() + 15

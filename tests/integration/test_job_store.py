@@ -24,7 +24,7 @@ from decode_userapi.domain.jobs import (
     JobAttributes,
     JobStatus,
 )
-from decode_userapi.ports.jobs import DispatchResult, JobStore, PendingDispatch
+from decode_userapi.ports.jobs import DispatchResult, JobStats, JobStore, PendingDispatch
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -467,3 +467,15 @@ async def test_reads_never_wait_for_a_unit_of_work_and_see_each_commit(store: Jo
             assert (await store.page_for_user("alice", offset=0, limit=10)).changes == before
             assert [e.kind for e in await store.events_for_job(job.id, "alice", limit=10)] == ["created"]  # type: ignore[arg-type]
     assert await store.changes("alice") > before and await store.get(job.id) is None  # type: ignore[arg-type]
+
+
+async def test_stats_count_jobs_and_the_outbox_and_date_its_oldest_entry(store: JobStore) -> None:
+    assert await store.stats() == JobStats(by_status={}, dispatch_backlog=0, oldest_pending=None)
+    sent, _late, early = await add(
+        store, make_job("sent"), make_job("late", created=T0 + timedelta(hours=1)), make_job("early", created=T0 - timedelta(hours=1))
+    )
+    async with store.unit_of_work() as uow:
+        await uow.delete(early.id)  # type: ignore[arg-type]
+    entries = {c.job_id: c for c in await claim(store)}
+    assert await record(store, entries[sent.id], DispatchResult(DispatchStatus.sent, 1))  # type: ignore[index]
+    assert await store.stats() == JobStats(by_status={"queued": 2}, dispatch_backlog=1, oldest_pending=T0 + timedelta(hours=1))

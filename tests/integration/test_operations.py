@@ -25,12 +25,15 @@ async def test_health_ready_metrics(client, alice, fake_workerfacing):
         "application_config": "ok",
         "workerfacing_api": "ok",
     }
+    assert r.json()["dispatch"] == {"backlog": 0, "oldest_pending_seconds": None, "failing_seconds": None, "fault": None}
     await client.get("/jobs", headers=alice.headers)
     r = await client.get("/metrics")
     assert r.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"  # one charset
     text = r.text
     assert 'decode_userapi_http_requests_total{method="GET",route="/jobs",status="200"}' in text
     assert "decode_userapi_dispatch_backlog" in text and "decode_userapi_email_failures" in text
+    assert "decode_userapi_dispatch_failing_seconds 0.0" in text
+    assert "decode_userapi_dispatch_oldest_pending_seconds 0.0" in text
 
 
 async def test_worker_api_down_is_reported_not_required(client, fake_workerfacing):

@@ -14,9 +14,10 @@ from structlog.testing import capture_logs
 from decode_userapi.adapters.jobs.memory import InMemoryJobStore
 from decode_userapi.adapters.workers.memory import InMemoryWorkerDispatch
 from decode_userapi.domain.backoff import backoff_delay
-from decode_userapi.domain.errors import WorkerRejected
+from decode_userapi.domain.errors import WorkerRejected, WorkerUnavailable
 from decode_userapi.domain.jobs import DispatchStatus, JobStatus
 from decode_userapi.services.dispatcher import Dispatcher
+from decode_userapi.services.ops import OpsService
 from tests.unit import test_job_service
 from tests.unit.test_job_service import ALICE, create, put
 
@@ -34,6 +35,15 @@ async def submit(services: Any, name: str = "run") -> int:
 class Refusing(InMemoryWorkerDispatch):
     async def submit(self, payload: dict[str, Any]) -> None:
         raise WorkerRejected("the worker-facing API refused the job (HTTP 422): bad")
+
+
+class AnswersPingsTakesNoJob(InMemoryWorkerDispatch):
+    taking = False
+
+    async def submit(self, payload: dict[str, Any]) -> None:
+        if not self.taking:
+            raise WorkerUnavailable("the worker-facing API did not take the job within 10 s", kind="timeout")
+        await super().submit(payload)
 
 
 class Slow(InMemoryWorkerDispatch):
@@ -172,3 +182,33 @@ async def test_one_entrys_failed_bookkeeping_never_resends_the_others(services):
     assert await services.dispatcher().run_once() == 1  # only that entry is sent again
     sent = [p["job"]["meta"]["job_id"] for p in workers.submitted]
     assert sorted(sent) == sorted([*ids, ids[1]])
+
+
+async def test_ready_says_how_long_deliveries_fail_while_the_api_answers_pings(services):
+    """A worker-facing API that answers pings but takes no job (too slow): `/ready` stays ready (the
+    fault is not this replica's: taking it out of service cures nothing) and says for how long the
+    deliveries have failed and how long the oldest job has waited; both clear once one is taken."""
+    await submit(services)
+    store, clock = services.adapters.job_store(), services.adapters.clock()
+    workers = AnswersPingsTakesNoJob()
+    dispatcher = Dispatcher(store, workers, clock, services.adapters.email_sender(), run_in_background=False)
+    ops = OpsService(store, services.adapters.file_storage(), services.adapters.catalog(), workers, dispatcher.health, clock)
+    before = await ops.readiness()
+    assert before.checks["workerfacing_api"] == "ok" and before.dispatch.failing_seconds is None
+    assert (before.dispatch.backlog, before.dispatch.oldest_pending_seconds) == (1, 0)
+    await dispatcher.run_once()
+    clock.advance(90)
+    await dispatcher.run_once()
+    failing = await ops.readiness()
+    assert failing.ready
+    assert failing.checks["workerfacing_api"] == (
+        "failing (answers pings, but timeout: the worker-facing API did not take the job within 10 s);"
+        " deliveries failing for 90 s, the oldest undelivered job waiting 90 s; jobs wait"
+    )
+    assert (failing.dispatch.failing_seconds, failing.dispatch.oldest_pending_seconds, failing.dispatch.fault) == (90, 90, "timeout")
+    workers.taking = True
+    clock.advance(600)
+    await dispatcher.run_once()
+    recovered = await ops.readiness()
+    assert recovered.checks["workerfacing_api"] == "ok"
+    assert (recovered.dispatch.backlog, recovered.dispatch.oldest_pending_seconds, recovered.dispatch.failing_seconds) == (0, None, None)

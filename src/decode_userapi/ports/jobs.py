@@ -91,6 +91,7 @@ class JobStats(msgspec.Struct, frozen=True):
 
     by_status: dict[str, int]
     dispatch_backlog: int
+    oldest_pending: datetime | None = None  # when the oldest job not yet delivered was created
 
 
 class JobStore(Protocol):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from datetime import datetime
 
 import msgspec
 import structlog
@@ -43,6 +44,9 @@ class DispatchHealth(msgspec.Struct, frozen=True):
     fault: str | None  # the kind of the last failed attempt, None once an attempt succeeded
     detail: str | None
     failures: dict[str, int]  # failed attempts by kind since start
+    # When the attempts started failing (the first failure after a success, by the clock), None
+    # while they succeed: an API that answers pings but takes no job shows here.
+    failing_since: datetime | None = None
 
     @property
     def misconfigured(self) -> bool:
@@ -86,6 +90,7 @@ class Dispatcher:
         self._fault_detail: str | None = None
         self._fault_logged: dict[str, float] = {}
         self._failures: dict[str, int] = {}
+        self._failing_since: datetime | None = None
 
     async def start(self) -> None:
         if self._background and self._task is None:
@@ -97,7 +102,7 @@ class Dispatcher:
         self._wake.set()
 
     def health(self) -> DispatchHealth:
-        return DispatchHealth(self._fault, self._fault_detail, dict(self._failures))
+        return DispatchHealth(self._fault, self._fault_detail, dict(self._failures), self._failing_since)
 
     async def aclose(self) -> None:
         """Stop after the deliveries under way; what is left stays pending for the next start."""
@@ -195,6 +200,8 @@ class Dispatcher:
         self._failures[kind] = self._failures.get(kind, 0) + 1
         if rejected:
             return
+        if self._failing_since is None:
+            self._failing_since = self._clock.now()
         now = time.monotonic()
         changed = kind != self._fault
         self._fault, self._fault_detail = kind, detail
@@ -214,3 +221,4 @@ class Dispatcher:
             log.info("dispatch.workerfacing_api_recovered", after=self._fault)
             self._fault = self._fault_detail = None
             self._fault_logged.clear()
+        self._failing_since = None

@@ -250,8 +250,8 @@ class InMemoryJobStore:
         by_status: dict[str, int] = {}
         for job in self._jobs.values():
             by_status[job.status.value] = by_status.get(job.status.value, 0) + 1
-        backlog = sum(1 for job in self._jobs.values() if job.dispatch.status is DispatchStatus.pending)
-        return JobStats(by_status=by_status, dispatch_backlog=backlog)
+        pending = [job.date_created for job in self._jobs.values() if job.dispatch.status is DispatchStatus.pending]
+        return JobStats(by_status=by_status, dispatch_backlog=len(pending), oldest_pending=min(pending, default=None))
 
     async def start(self) -> None:
         pass

@@ -580,7 +580,11 @@ class SqlJobStore:
             for status, dispatch, count in rows:
                 by_status[status] = by_status.get(status, 0) + count
                 backlog += count if dispatch == DispatchStatus.pending.value else 0
-        return JobStats(by_status=by_status, dispatch_backlog=backlog)
+            oldest = None
+            if backlog:  # the outbox's index finds the pending entries
+                pending = _c.dispatch_status == DispatchStatus.pending.value
+                oldest = (await execute(connection, select(func.min(_c.date_created)).where(pending))).scalar()
+        return JobStats(by_status=by_status, dispatch_backlog=backlog, oldest_pending=oldest)
 
     async def start(self) -> None:
         await self._database.start()

@@ -7,6 +7,7 @@ import time
 import uuid
 from typing import Any
 
+import msgspec
 import structlog
 from litestar import MediaType, Response, get
 from litestar.di import NamedDependency
@@ -52,6 +53,16 @@ class Metrics:
         self.workerfacing_api_misconfigured = Gauge(
             "decode_userapi_workerfacing_api_misconfigured",
             "1 while the worker-facing API refuses our key or URL (401/403/404/405); jobs wait",
+            registry=self.registry,
+        )
+        self.dispatch_failing = Gauge(
+            "decode_userapi_dispatch_failing_seconds",
+            "How long this process's attempts to hand jobs to the worker-facing API have failed; 0 while they succeed",
+            registry=self.registry,
+        )
+        self.dispatch_oldest_pending = Gauge(
+            "decode_userapi_dispatch_oldest_pending_seconds",
+            "Age of the oldest job not yet handed to the worker-facing API; 0 if none",
             registry=self.registry,
         )
         self.email_failures = Gauge(
@@ -110,13 +121,18 @@ async def health() -> dict[str, str]:
 )
 async def ready(ops: NamedDependency[OpsService]) -> Response[dict[str, Any]]:
     readiness = await ops.readiness()
-    body = {"status": "ready" if readiness.ready else "not ready", "checks": readiness.checks}
+    body = {
+        "status": "ready" if readiness.ready else "not ready",
+        "checks": readiness.checks,
+        "dispatch": msgspec.to_builtins(readiness.dispatch),
+    }
     return Response(body, status_code=200 if readiness.ready else 503)
 
 
 def metrics_handler(metrics: Metrics, email_failures: Any, open_streams: Any = lambda: 0) -> Any:
     @get("/metrics", tags=["operations"], summary="Prometheus metrics", include_in_schema=False)
     async def serve_metrics(ops: NamedDependency[OpsService]) -> Response[bytes]:
+        stats = None
         try:
             stats = await ops.stats()
         except Exception:  # noqa: BLE001 - request metrics are still worth serving without the database
@@ -126,6 +142,10 @@ def metrics_handler(metrics: Metrics, email_failures: Any, open_streams: Any = l
             for status, count in stats.by_status.items():
                 metrics.jobs.labels(status).set(count)
             metrics.backlog.set(stats.dispatch_backlog)
+        report = ops.dispatch_report(stats)
+        metrics.dispatch_failing.set(report.failing_seconds or 0.0)
+        if stats is not None:
+            metrics.dispatch_oldest_pending.set(report.oldest_pending_seconds or 0.0)
         dispatch = ops.dispatch_health()
         for kind, count in dispatch.failures.items():
             metrics.dispatch_failures.labels(kind).set(count)
