@@ -3,6 +3,7 @@ the database cannot serve, `InvalidRequest` for a value it cannot store, bugs ra
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from contextlib import closing
 from pathlib import Path
@@ -20,7 +21,7 @@ from decode_userapi.container import build_services
 from decode_userapi.domain.errors import InvalidRequest, StoreUnavailable
 from decode_userapi.entrypoints.http.app import create_app
 from tests.fakes.fixtures import INTERNAL_API_KEY
-from tests.integration.test_job_store import make_job
+from tests.integration.test_job_store import PAYLOAD, make_job
 from tests.integration.test_resilience import job, login, make_settings
 
 NOTHING_LISTENS = "postgresql://postgres@127.0.0.1:1/none"
@@ -107,6 +108,24 @@ async def test_an_unopenable_sqlite_file_raises_store_unavailable(tmp_path: Path
     with pytest.raises(StoreUnavailable):
         await store.get(1)
     await store.aclose()
+
+
+async def test_sqlite_reads_park_their_connections_within_the_pool(tmp_path: Path) -> None:
+    """A read on SQLite keeps its connection checked out (parked) for the next read, as on
+    PostgreSQL: with a pool of one, a write after a read still gets the connection at once."""
+    store = SqlJobStore(Database(f"sqlite:///{tmp_path / 'userapi.db'}", pool_size=1, pool_timeout=2))
+    await store.start()
+    try:
+        assert await store.changes("alice") == 0  # the pool's one connection, now parked
+        async with asyncio.timeout(5):
+            job = await store.add_with_dispatch(make_job(), PAYLOAD)  # a transaction takes it back
+            assert await store.changes("alice") > 0
+            assert (await store.get(job.id)) == await store.get(job.id)  # type: ignore[arg-type]
+            async with store.unit_of_work() as uow:
+                await uow.delete(job.id)  # type: ignore[arg-type]
+            assert await store.get(job.id) is None  # type: ignore[arg-type]
+    finally:
+        await store.aclose()
 
 
 async def test_other_sqlite_operational_errors_are_bugs_logged_with_their_statement(tmp_path: Path) -> None:

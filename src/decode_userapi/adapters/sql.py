@@ -349,6 +349,8 @@ _SQLITE_UNAVAILABLE = ("database is locked", "database table is locked", "unable
 
 
 def _is_unavailable(error: BaseException) -> bool:
+    if isinstance(error, sqlite3.Error):  # opening a connection for `Database.fetch` (not wrapped)
+        return str(error).lower().startswith(_SQLITE_UNAVAILABLE)
     if isinstance(error, exc.DBAPIError):
         if isinstance(error.orig, sqlite3.Error):
             return str(error.orig).lower().startswith(_SQLITE_UNAVAILABLE)
@@ -564,6 +566,9 @@ class Database:
         self._start_lock = asyncio.Lock()
         self._started = False
         self._compiled: dict[Query, _Compiled] = {}
+        # SQLite's reads: the SQL with `?` parameters, each one's name and bind processor, the values
+        # the statement binds itself, and the columns that have a result processor, with it (None: none).
+        self._sqlite_compiled: dict[Query, tuple[str, tuple[tuple[str, Any], ...], dict[str, Any], tuple[Any, ...] | None]] = {}
         # Checkouts wait their turn here, first come first served, so the pool itself is never waited
         # on. SQLAlchemy's asyncio pool hands a returned connection to whoever asks next, not to the
         # longest waiter (the waiter it passes over queues again at the back): with 32 requests on 10
@@ -572,7 +577,7 @@ class Database:
         self._pool_timeout = pool_timeout
         self._permits = pool_size + max_overflow if pool_size > 0 and max_overflow >= 0 else 0
         self._gate = asyncio.Semaphore(self._permits) if self._permits else None
-        # PostgreSQL connections `fetch` keeps checked out of the pool between its uses, newest last,
+        # Connections `fetch` keeps checked out of the pool between its uses (its reads on SQLite), newest last,
         # with when each was checked out: taking one back is a list pop, where a pool checkout and
         # return cost ~60 us of CPU (two greenlet switches and the pool's bookkeeping), half of a
         # poll's whole read (bench/RESULTS.md, "Cheap polling"). They count against the pool: a
@@ -724,7 +729,8 @@ class Database:
         while self._parked:
             pooled, since = self._parked.pop()
             driver: Any = pooled.driver_connection
-            if time.monotonic() - since < PARKED_SECONDS and not driver.is_closed():
+            closed = self.backend == "postgresql" and driver.is_closed()  # (a SQLite file has no server)
+            if time.monotonic() - since < PARKED_SECONDS and not closed:
                 return pooled, since
             await self._give_back(pooled)
         with translate_errors():
@@ -754,9 +760,11 @@ class Database:
         `query.reader`. On PostgreSQL the statement, compiled once for asyncpg, runs on the pooled driver
         connection directly, in autocommit: asyncpg's prepared-statement cache and C row decoding
         without SQLAlchemy's per-row work (measured about three times cheaper for a page of jobs).
-        Elsewhere it runs through SQLAlchemy in a transaction of its own."""
-        if self.backend != "postgresql":
-            async with self.transaction(read_only=query.read_only) as conn:
+        On SQLite a read does the same through aiosqlite (one hop to the connection's thread, where
+        SQLAlchemy's path takes five: bench/RESULTS.md), its values converted by the processors
+        SQLAlchemy would use; a write runs through SQLAlchemy in a transaction of its own."""
+        if self.backend != "postgresql" and not query.read_only:
+            async with self.transaction() as conn:
                 return list(await execute(conn, query.statement, params))
         gate = await self._turn()
         try:
@@ -766,8 +774,11 @@ class Database:
             try:
                 with translate_errors(query):
                     driver: Any = pooled.driver_connection
-                    sql, binds = self._compiled.get(query) or await self._compile(query, driver)
-                    rows: list[Sequence[Any]] = await driver.fetch(sql, *[p(params[n]) if p else params[n] for n, p in binds])
+                    if self.backend == "postgresql":
+                        sql, binds = self._compiled.get(query) or await self._compile(query, driver)
+                        rows: list[Sequence[Any]] = await driver.fetch(sql, *[p(params[n]) if p else params[n] for n, p in binds])
+                    else:
+                        rows = await self._fetch_sqlite(driver, query, params)
                 done = True
                 return rows
             finally:
@@ -782,6 +793,39 @@ class Database:
             self._fetching -= 1
             if gate is not None:
                 gate.release()
+
+    async def _fetch_sqlite(self, driver: Any, query: Query, params: Mapping[str, Any]) -> list[Sequence[Any]]:
+        """`query`'s rows from an aiosqlite connection in autocommit: the SELECT is its own read
+        transaction. Values as SQLAlchemy gives them (SQLite keeps dates as text, booleans as 0/1)."""
+        compiled = self._sqlite_compiled.get(query)
+        if compiled is None:
+            dialect = self.engine.dialect
+            statement = query.statement.compile(dialect=dialect)
+            names = statement.positiontup or ()
+            binds = tuple((n, statement.binds[n].type.dialect_impl(dialect).bind_processor(dialect)) for n in names)
+            # The values the statement carries itself (SQLite's `OFFSET 0` after a LIMIT without one).
+            own = {n: b.value for n, b in statement.binds.items() if n in names and not b.required}
+            columns = query.statement.exported_columns
+            processors = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns]
+            processed = tuple((i, p) for i, p in enumerate(processors) if p is not None)
+            compiled = (str(statement), binds, own, processed or None)
+            self._sqlite_compiled[query] = compiled
+        sql, binds, own, results = compiled
+        values = {**own, **params} if own else params
+        args = [p(values[n]) if p else values[n] for n, p in binds]
+        try:
+            rows = await driver.execute_fetchall(sql, args)
+        except sqlite3.Error as e:  # as SQLAlchemy raises it: `translate_errors` knows those
+            raise exc.DBAPIError.instance(sql, args, e, sqlite3.Error) from e
+        if results is None:
+            return list(rows)
+        converted: list[Sequence[Any]] = []
+        for row in rows:
+            values_of_row = list(row)
+            for i, p in results:
+                values_of_row[i] = p(values_of_row[i])
+            converted.append(values_of_row)
+        return converted
 
     async def _compile(self, query: Query, driver: Any) -> _Compiled:
         """`query` as asyncpg SQL with `$n` parameters, and each one's name and bind processor in
