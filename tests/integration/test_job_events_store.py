@@ -202,3 +202,25 @@ async def test_the_store_prunes_expired_events_in_the_background(store_database_
         assert await store.events_for_job(job.id, "alice", limit=10) == []  # type: ignore[arg-type]
     finally:
         await store.aclose()
+
+
+@pytest.mark.postgres
+async def test_replicas_pruning_at_once_share_the_work(postgres_database_url: str) -> None:
+    """Two stores (two replicas) prune one database at the same moment, in small batches: every
+    expired event is deleted once between them, neither fails, the newer ones stay."""
+    first, second = SqlJobStore(Database(postgres_database_url)), SqlJobStore(Database(postgres_database_url))
+    await first.start()
+    await second.start()
+    try:
+        for i in range(12):
+            await first.add_event(i + 1, "alice", EventNote(STATUS, JobStatus.running, str(i)))
+        await asyncio.sleep(0.05)
+        cutoff = datetime.now(UTC)
+        await asyncio.sleep(0.05)
+        await first.add_event(99, "alice", EventNote(STATUS, JobStatus.running, "new"))
+        counts = await asyncio.gather(*(store.prune_events(cutoff, batch=2) for store in (first, second, first, second)))
+        assert sum(counts) + await first.prune_events(cutoff) == 12
+        assert [e.details for e in await second.events_since("alice", 0, 100)] == ["new"]
+    finally:
+        await first.aclose()
+        await second.aclose()

@@ -295,8 +295,9 @@ _EVENTS_SINCE = Query(
 _DELETE_EVENTS = delete(job_events_table).where(_e.job_id == bindparam("job_id"))
 # Retention: of the `batch` oldest events (the primary key's first entries: ids grow with time), those
 # recorded before `before`. Bounded work without an index on `at`: a batch that is not all old ends
-# the round. Replicas pruning at once delete the same rows; the later one waits, then finds none.
-_OLDEST = select(_e.id, _e.at).order_by(_e.id).limit(bindparam("batch")).subquery("oldest")
+# the round. Replicas pruning at once skip each other's rows (SKIP LOCKED; SQLite has one writer):
+# neither waits, nor can their deletes deadlock.
+_OLDEST = select(_e.id, _e.at).order_by(_e.id).limit(bindparam("batch")).with_for_update(skip_locked=True).subquery("oldest")
 _PRUNE_EVENTS = delete(job_events_table).where(
     _e.id.in_(select(_OLDEST.c.id).where(_OLDEST.c.at < bindparam("before", type_=_e.at.type)))
 )
