@@ -224,3 +224,46 @@ async def test_replicas_pruning_at_once_share_the_work(postgres_database_url: st
     finally:
         await first.aclose()
         await second.aclose()
+
+
+async def test_trim_bounds_each_jobs_history_and_looks_again_only_at_jobs_with_new_events(store: JobStore) -> None:
+    chatty, quiet = await add(store, make_job("chatty"), make_job("quiet"))
+    current = chatty
+    for i in range(6):  # a worker's updates: created + 6 status events
+        after = msgspec.structs.replace(current, runtime_details=f"{current.runtime_details or ''}{i}")
+        assert await store.replace_status(current, after, details=str(i))
+        current = after
+    trimmed, seen = await store.trim_events(3, after_id=0)
+    history = await store.events_for_job(chatty.id, "alice", limit=100)  # type: ignore[arg-type]
+    assert trimmed == 3 and shape(history)[0] == (CREATED, "queued", None, False)  # `created` stays
+    assert [e.details for e in history[1:]] == ["3", "4", "5"]
+    assert seen == max(e.id for e in await store.events_since("alice", 0, 100))
+    assert len(await store.events_for_job(quiet.id, "alice", limit=100)) == 1  # type: ignore[arg-type]
+    assert await store.trim_events(3, after_id=seen) == (0, seen)  # nothing new: nothing looked at
+    after = msgspec.structs.replace(current, runtime_details="x")
+    assert await store.replace_status(current, after, details="6")
+    trimmed, newer = await store.trim_events(3, after_id=seen)
+    assert trimmed == 1 and newer > seen
+    assert [e.details for e in await store.events_for_job(chatty.id, "alice", limit=100)][1:] == ["4", "5", "6"]  # type: ignore[arg-type]
+
+
+async def test_the_store_trims_long_histories_in_the_background(store_database_url: str | None) -> None:
+    if store_database_url is None:
+        pytest.skip("the SQL store's own task")
+    store = SqlJobStore(Database(store_database_url), event_retention=3600, prune_interval=0.05, events_per_job=2)
+    await store.start()
+    try:
+        (job,) = await add(store, make_job())
+        current = job
+        for i in range(4):
+            after = msgspec.structs.replace(current, runtime_details=str(i))
+            assert await store.replace_status(current, after, details=str(i))
+            current = after
+        for _ in range(100):  # trimmed within 5 s
+            history = await store.events_for_job(job.id, "alice", limit=10)  # type: ignore[arg-type]
+            if len(history) == 3:
+                break
+            await asyncio.sleep(0.05)
+        assert [e.details for e in history] == [None, "2", "3"]
+    finally:
+        await store.aclose()

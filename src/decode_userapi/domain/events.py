@@ -20,6 +20,11 @@ DELETE: Final = "delete"  # the owner deleted the job: the only event kept once 
 # keep MAX_RUNTIME_DETAILS): a worker resending its whole log with each update must not make every
 # event as large as the job.
 MAX_EVENT_DETAILS = 4096
+# A job's history keeps at most this many events once trimmed (hourly, with the retention's pruning):
+# a worker sending an update every few seconds must not add rows for as long as its job lives. What
+# goes are the oldest `status` and `dispatch` events; `created`, `cancel` and `delete` stay.
+MAX_EVENTS_PER_JOB = 1000
+TRIMMABLE: Final = (STATUS, DISPATCH)
 
 
 class JobEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):

@@ -160,6 +160,13 @@ class JobStore(Protocol):
         each in a transaction of its own; how many. Safe to run on several replicas at once."""
         ...
 
+    async def trim_events(self, keep: int, *, after_id: int = 0) -> tuple[int, int]:
+        """Bound each job's history: of the jobs with an event whose id is above `after_id`, those
+        with more than `keep` events lose their `status` and `dispatch` events older than their
+        newest `keep` (`created`, `cancel`, `delete` stay). How many went, and the newest event id
+        looked at (the next call's `after_id`: only jobs with new events are looked at again)."""
+        ...
+
     async def stats(self) -> JobStats:
         """Current counts (one short read; also proves the store answers)."""
         ...

@@ -14,7 +14,7 @@ import msgspec
 from decode_userapi.adapters.clock import SystemClock
 from decode_userapi.domain.commands import ALL_JOBS, JobFilter
 from decode_userapi.domain.errors import JobNameTaken, NotFound
-from decode_userapi.domain.events import CREATED, DELETE, DISPATCH, STATUS, EventNote, JobEvent
+from decode_userapi.domain.events import CREATED, DELETE, DISPATCH, STATUS, TRIMMABLE, EventNote, JobEvent
 from decode_userapi.domain.jobs import DispatchState, DispatchStatus, Job, JobStatus
 from decode_userapi.ports.clock import Clock
 from decode_userapi.ports.jobs import DispatchResult, JobsPage, JobStats, PendingDispatch
@@ -245,6 +245,21 @@ class InMemoryJobStore:
             kept = [(u, e) for u, e in self._events if e.at >= before]
             pruned, self._events = len(self._events) - len(kept), kept
             return pruned
+
+    async def trim_events(self, keep: int, *, after_id: int = 0) -> tuple[int, int]:
+        async with self._lock:
+            newest = self._events[-1][1].id if self._events else 0
+            if newest <= after_id:
+                return 0, after_id
+            recent = {e.job_id for _, e in self._events if e.id > after_id}
+            drop: set[int] = set()
+            for job_id in recent:
+                history = [e for _, e in self._events if e.job_id == job_id]
+                if len(history) > keep:
+                    first_kept = history[-keep].id
+                    drop.update(e.id for e in history if e.id < first_kept and e.kind in TRIMMABLE)
+            self._events = [(u, e) for u, e in self._events if e.id not in drop]
+            return len(drop), newest
 
     async def stats(self) -> JobStats:
         by_status: dict[str, int] = {}

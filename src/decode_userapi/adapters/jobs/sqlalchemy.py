@@ -18,6 +18,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Float,
+    Integer,
     String,
     Text,
     bindparam,
@@ -45,7 +46,17 @@ from decode_userapi.adapters.sql import (
 from decode_userapi.adapters.storage.janitor import Janitor
 from decode_userapi.domain.commands import ALL_JOBS, JobFilter
 from decode_userapi.domain.errors import JobNameTaken, NotFound
-from decode_userapi.domain.events import CREATED, DELETE, DISPATCH, STATUS, EventKind, EventNote, JobEvent
+from decode_userapi.domain.events import (
+    CREATED,
+    DELETE,
+    DISPATCH,
+    MAX_EVENTS_PER_JOB,
+    STATUS,
+    TRIMMABLE,
+    EventKind,
+    EventNote,
+    JobEvent,
+)
 from decode_userapi.domain.jobs import (
     ApplicationSpec,
     DispatchState,
@@ -298,6 +309,27 @@ _DELETE_EVENTS = delete(job_events_table).where(_e.job_id == bindparam("job_id")
 # the round. Replicas pruning at once skip each other's rows (SKIP LOCKED; SQLite has one writer):
 # neither waits, nor can their deletes deadlock.
 _OLDEST = select(_e.id, _e.at).order_by(_e.id).limit(bindparam("batch")).with_for_update(skip_locked=True).subquery("oldest")
+# Trimming: the jobs with events above `after` (a range of the primary key) that have more than
+# `keep` events (counted on the (job_id, id) index); then, per job, its status and dispatch events
+# older than its `keep`-th newest.
+_recent, _history = job_events_table.alias("recent"), job_events_table.alias("history")
+_CROWDED = (
+    select(_e.job_id)
+    .where(_e.job_id.in_(select(_recent.c.job_id).where(_recent.c.id > bindparam("after"), _recent.c.id <= bindparam("upto"))))
+    .group_by(_e.job_id)
+    .having(func.count() > bindparam("keep"))
+)
+_TRIM_JOB = delete(job_events_table).where(
+    _e.job_id == bindparam("job_id"),
+    _e.kind.in_(TRIMMABLE),
+    _e.id
+    < select(_history.c.id)
+    .where(_history.c.job_id == bindparam("job_id"))
+    .order_by(_history.c.id.desc())
+    .offset(bindparam("keep", type_=Integer()) - 1)
+    .limit(1)
+    .scalar_subquery(),
+)
 _PRUNE_EVENTS = delete(job_events_table).where(
     _e.id.in_(select(_OLDEST.c.id).where(_OLDEST.c.at < bindparam("before", type_=_e.at.type)))
 )
@@ -457,10 +489,14 @@ class SqlJobStore:
         on_change: Callable[[str], None] | None = None,
         event_retention: float | None = None,
         prune_interval: float = PRUNE_INTERVAL,
+        events_per_job: int = MAX_EVENTS_PER_JOB,
     ) -> None:
         self._database = database
         self._on_change = on_change if database.backend != "postgresql" else None
-        # Events older than `event_retention` seconds are pruned every `prune_interval` (None: kept).
+        # Events older than `event_retention` seconds are pruned every `prune_interval` (None: kept),
+        # and each job's history trimmed to `events_per_job` (looking only at jobs with new events).
+        self._events_per_job = events_per_job
+        self._trimmed_up_to = 0
         # The first round waits a minute or two, spread so that replicas started together do not
         # prune together (they may: it only costs the later one a wait).
         self._pruner = Janitor(
@@ -566,11 +602,26 @@ class SqlJobStore:
             if count < batch:
                 return pruned
 
+    async def trim_events(self, keep: int, *, after_id: int = 0) -> tuple[int, int]:
+        async with self._database.transaction() as connection:
+            newest = (await execute(connection, select(func.max(_e.id)))).scalar() or 0
+            if newest <= after_id:
+                return 0, after_id
+            params = {"after": after_id, "upto": newest, "keep": keep}
+            crowded = [job_id for (job_id,) in await execute(connection, _CROWDED, params)]
+        trimmed = 0
+        for job_id in crowded:  # a transaction each: a long history is trimmed without holding the rest
+            async with self._database.transaction() as connection:
+                result: Any = await execute(connection, _TRIM_JOB, {"job_id": job_id, "keep": keep})
+            trimmed += int(result.rowcount)
+        return trimmed, newest
+
     async def _prune_expired(self, before: datetime) -> int:
         pruned = await self.prune_events(before)
-        if pruned:
-            log.info("job_events.pruned", events=pruned, recorded_before=before.isoformat())
-        return pruned
+        trimmed, self._trimmed_up_to = await self.trim_events(self._events_per_job, after_id=self._trimmed_up_to)
+        if pruned or trimmed:
+            log.info("job_events.pruned", expired=pruned, trimmed=trimmed, recorded_before=before.isoformat())
+        return pruned + trimmed
 
     async def stats(self) -> JobStats:
         by_status: dict[str, int] = {}
