@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.browser.conftest import Service, Site, Watched
+from tests.browser.conftest import ARTIFACTS, Relay, Service, Site, Watched, watch
 
 PASSWORD = "correct-horse-1"
 PARAM_YAML = "# DECODE training parameters\nSimulation:\n  density: 0.5\n  frame_size: [64, 64]\n"
@@ -362,3 +363,95 @@ def test_the_watch_catches_csp_violations_and_requests_outside(web: Watched, ser
     assert any("CSP violation: script-src" in p for p in web.problems), web.problems
     assert any("example.org" in p for p in web.problems), web.problems
     web.problems.clear()
+
+
+def _api_user(service: Service, username: str) -> dict[str, str]:
+    """The bearer header of a user the page signed up, with a config and a data folder to start jobs from."""
+    token = httpx.post(f"{service.url}/token", data={"username": username, "password": PASSWORD}).json()["id_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    for folder in ("config/c1", "data/d1"):
+        r = httpx.post(f"{service.url}/files/{folder}/upload", headers=auth, files={"file": ("f.txt", b"1")})
+        assert r.status_code == 201, r.text
+    return auth
+
+
+def _start_job(service: Service, auth: dict[str, str], name: str) -> int:
+    body = {
+        "job_name": name,
+        "application": {"application": "decode", "version": "v0_10_1", "entrypoint": "train"},
+        "attributes": {"files_down": {"config_id": "c1", "data_ids": ["d1"]}},
+    }
+    r = httpx.post(f"{service.url}/jobs", headers=auth, json=body)
+    assert r.status_code == 201, r.text
+    return int(r.json()["id"])
+
+
+def _within(page: Any, selector: str, seconds: float) -> float:
+    """How long `selector` took to appear, failing past `seconds`."""
+    started = time.monotonic()
+    page.wait_for_selector(selector, timeout=seconds * 1000)
+    return time.monotonic() - started
+
+
+def test_jobs_follow_the_event_stream_and_resume_it_after_a_drop(browser: Any, service: Service, request: pytest.FixtureRequest):
+    """While the stream is connected, polling is every 20 s: updates that show within a second (and
+    with no request for the job or the table) came through the stream. The page reaches the service
+    through a relay, which the test cuts to lose the stream."""
+    relay = Relay(int(service.url.rsplit(":", 1)[1]))
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        web = watch(context, (relay.url,), ARTIFACTS / "jobs_follow_the_event_stream")
+        _follow_the_stream(web, relay, service)
+    finally:
+        context.close()
+        relay.close()
+
+
+def _follow_the_stream(web: Watched, relay: Relay, service: Service) -> None:
+    page = web.page
+    page.goto(f"{relay.url}/ui/#/jobs")
+    _sign_up(web, "eve@example.org")
+    auth = _api_user(service, "eve@example.org")
+    first = _start_job(service, auth, "live-1")
+    page.wait_for_selector(f"#jobs-body tr[data-job='{first}'] .badge-queued")
+    page.wait_for_selector("html[data-live='stream']", state="attached")
+    asked: list[str] = []  # the page asking for jobs or a job (polls, refreshes)
+    page.on("request", lambda r: re.search(r"/jobs(\?|/\d+$)", r.url) and r.method == "GET" and asked.append(r.url))
+    streams: list[dict[str, str]] = []
+    page.on("request", lambda r: r.url.endswith("/jobs/events/stream") and streams.append(r.headers))
+
+    for status in ("running", "finished"):
+        service.set_status(first, status, f"now {status}")
+        assert _within(page, f"#jobs-body tr[data-job='{first}'] .badge-{status}", 1.5) < 1.5
+    assert asked == []
+    web.shot("table-live")
+
+    # A job's page: its badge and history follow the stream too.
+    second = _start_job(service, auth, "live-2")
+    page.click(f"#jobs-body tr[data-job='{second}'] a")
+    _badge(page, "queued")
+    page.wait_for_selector("#job-events li")
+    asked.clear()
+    service.set_status(second, "running", "epoch 1/10")
+    _within(page, "#job-status.badge-running", 1.5)
+    page.wait_for_selector("#job-events li:has(.badge-running)")
+    assert not [url for url in asked if url.endswith(f"/jobs/{second}")]
+    assert page.is_visible("#job-cancel")
+
+    # The stream drops (the network goes away): the page polls, then resumes the stream after the last id it saw.
+    last_seen = max(e["seq"] for e in httpx.get(f"{service.url}/jobs/{second}/events", headers=auth).json())
+    streams.clear()
+    relay.cut()
+    page.wait_for_selector("html[data-live='polling']", state="attached")
+    service.set_status(second, "finished", "done")
+    relay.mend()
+    _badge(page, "finished")
+    page.wait_for_selector("html[data-live='stream']", state="attached")
+    assert streams and streams[-1].get("last-event-id") == str(last_seen), streams
+    page.wait_for_selector("#job-events li:has(.badge-finished)")
+    assert page.is_hidden("#job-cancel")  # a final job cannot be canceled
+    web.shot("job-history")
+    # What the cut did, and only that: requests under way failed, and Chromium logged them.
+    cut = ("ERR_INCOMPLETE_CHUNKED_ENCODING", "ERR_EMPTY_RESPONSE", "ERR_CONNECTION", "ERR_NETWORK_CHANGED", "Could not refresh")
+    web.problems[:] = [p for p in web.problems if not any(reason in p for reason in cut)]
+    web.assert_clean()
