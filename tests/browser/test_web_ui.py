@@ -455,3 +455,30 @@ def _follow_the_stream(web: Watched, relay: Relay, service: Service) -> None:
     cut = ("ERR_INCOMPLETE_CHUNKED_ENCODING", "ERR_EMPTY_RESPONSE", "ERR_CONNECTION", "ERR_NETWORK_CHANGED", "Could not refresh")
     web.problems[:] = [p for p in web.problems if not any(reason in p for reason in cut)]
     web.assert_clean()
+
+
+def test_a_running_job_canceled_from_its_page_keeps_its_outputs(web: Watched, service: Service):
+    page = web.page
+    page.goto(f"{service.url}/ui/#/jobs")
+    _sign_up(web, "rosalind@example.org")
+    auth = _api_user(service, "rosalind@example.org")
+    job_id = _start_job(service, auth, "to-cancel")
+    service.set_status(job_id, "running", "epoch 3/10")
+    outputs = service.data_root / "rosalind@example.org" / "output" / "to-cancel"
+    outputs.mkdir(parents=True)
+    (outputs / "partial.csv").write_bytes(b"x,y\n1,2\n")
+    page.goto(f"{service.url}/ui/#/jobs/{job_id}")
+    _badge(page, "running")
+    page.click("#job-cancel")
+    assert "kept" in page.text_content("#confirm-text")
+    page.click("#confirm-ok")
+    _badge(page, "canceled")
+    assert page.is_hidden("#job-cancel")  # a final job is not offered a cancel
+    page.wait_for_selector("#job-events li:has(.badge-canceled)")
+    web.shot("job-canceled")
+    assert (outputs / "partial.csv").read_bytes() == b"x,y\n1,2\n"
+    page.click("#job-links a:text('output: output/to-cancel/')")
+    page.wait_for_selector("#tree button[data-path='output/to-cancel/partial.csv']")
+    page.click("nav a[data-section='jobs']")
+    page.wait_for_selector(f"#jobs-body tr[data-job='{job_id}'] .badge-canceled")
+    web.assert_clean()

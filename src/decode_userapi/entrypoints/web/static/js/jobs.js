@@ -282,6 +282,10 @@ export class JobPage {
   }
 
   async cancel() {
+    const sure = await ask(`Cancel job ${this.id}? It stops where it runs; its output, log and artifact folders are kept.`, {
+      okLabel: "Cancel the job",
+    });
+    if (!sure) return;
     try {
       await this.api.request("POST", `/jobs/${this.id}/cancel`);
       this.watch.refresh();
