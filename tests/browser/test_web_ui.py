@@ -12,7 +12,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.browser.conftest import ARTIFACTS, Relay, Service, Site, Watched, watch
+from tests.browser.conftest import ARTIFACTS, Bucket, Relay, Service, Site, Watched, watch
 
 PASSWORD = "correct-horse-1"
 PARAM_YAML = "# DECODE training parameters\nSimulation:\n  density: 0.5\n  frame_size: [64, 64]\n"
@@ -65,6 +65,15 @@ def _open_folder(page: Any, path: str) -> None:
 
 def _badge(page: Any, status: str) -> None:
     page.wait_for_selector(f"#job-status.badge-{status}", timeout=10_000)
+
+
+def _until(page: Any, expression: str, seconds: float = 10) -> None:
+    """Until `expression` is true in the page. (`wait_for_function` evaluates its polls with `eval`,
+    which the page's policy refuses.)"""
+    deadline = time.monotonic() + seconds
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"never true: {expression}"
+        time.sleep(0.05)
 
 
 def _axe(page: Any) -> None:
@@ -124,7 +133,7 @@ def test_a_training_from_upload_to_deleted(web: Watched, site: Site, tmp_path: P
     _open_folder(page, "data/run1/")
     page.click("#tree button[data-path='data/run1/frames.tif']")
     page.wait_for_selector("#preview-image:visible")
-    page.wait_for_function("document.getElementById('preview-image').naturalWidth > 0")
+    _until(page, "document.getElementById('preview-image').naturalWidth > 0")
     assert page.eval_on_selector("#preview-image", "i => [i.naturalWidth, i.naturalHeight]") == [64, 48]
     web.shot("preview-tiff")
 
@@ -482,3 +491,49 @@ def test_a_running_job_canceled_from_its_page_keeps_its_outputs(web: Watched, se
     page.click("nav a[data-section='jobs']")
     page.wait_for_selector(f"#jobs-body tr[data-job='{job_id}'] .badge-canceled")
     web.assert_clean()
+
+
+def test_files_go_straight_to_and_from_the_s3_bucket(browser: Any, s3_service: tuple[Service, Bucket], tmp_path: Path):
+    """`FILESYSTEM=s3`: uploads are the pre-signed POSTs `/url` answers, sent by the page to the
+    bucket (CORS), and a download is a pre-signed GET; the policy's connect-src names the bucket."""
+    service, bucket = s3_service
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+    try:
+        web = watch(context, (service.url, bucket.endpoint), ARTIFACTS / "files_s3")
+        page = web.page
+        to_bucket: list[str] = []
+        page.on("request", lambda r: r.url.startswith(bucket.endpoint) and to_bucket.append(f"{r.method} {r.url}"))
+        page.goto(f"{service.url}/ui/")
+        _sign_up(web, "marie@example.org")
+        run = tmp_path / "run1"
+        run.mkdir()
+        _stack(run / "frames.tif")
+        (run / "param.yaml").write_text(PARAM_YAML)
+        (run / "notes.txt").write_text("polonium\n")
+        page.click("#tree button[data-path='data/']")
+        page.set_input_files("#pick-folder", str(run))
+        page.wait_for_selector("#upload-total-text:text('all 3 files uploaded')")
+        assert sum(1 for r in to_bucket if r.startswith("POST ")) == 3, to_bucket
+        keys = [o["Key"] for o in bucket.client.list_objects_v2(Bucket=bucket.name)["Contents"]]
+        assert sorted(k.rsplit("/", 1)[1] for k in keys if "/data/run1/" in k) == ["frames.tif", "notes.txt", "param.yaml"], keys
+        web.shot("uploaded-to-s3")
+
+        _open_folder(page, "data/run1/")
+        page.click("#tree button[data-path='data/run1/param.yaml']")
+        page.wait_for_selector("#preview-text:visible")
+        assert page.text_content("#preview-text") == PARAM_YAML
+        page.click("#tree button[data-path='data/run1/frames.tif']")
+        _until(page, "document.getElementById('preview-image').naturalWidth > 0")
+
+        page.click("#tree button[data-path='data/run1/notes.txt']")
+        to_bucket.clear()
+        with page.expect_download() as download:
+            page.click("#download")
+        assert Path(download.value.path()).read_bytes() == b"polonium\n"
+        assert download.value.suggested_filename == "notes.txt"
+        assert to_bucket and all(r.startswith("GET ") and "Signature" in r for r in to_bucket), to_bucket
+        csp = httpx.get(f"{service.url}/ui/").headers["content-security-policy"]
+        assert f"connect-src 'self' {bucket.endpoint}" in csp
+        web.assert_clean()
+    finally:
+        context.close()
