@@ -1,6 +1,6 @@
 """Browser tests: Debian's headless Chromium, driven by Playwright for Python, against a real
-`decode-userapi serve` subprocess (the embedded default: SQLite, local files, built-in identity)
-with a fake worker-facing API beside it.
+`decode-userapi serve` subprocess (the embedded default: SQLite, local files, built-in identity; and
+the hosted shape: Cognito and S3 on moto's server) with a fake worker-facing API beside it.
 
 Chromium is `/usr/bin/chromium` (`CHROMIUM` overrides); Playwright's own browser download is not
 used. Without Chromium the tests skip, unless `DECODE_REQUIRE_BROWSER=1` (as `.ci/run` sets), where
@@ -57,10 +57,37 @@ def chromium_path() -> str | None:
 
 
 @dataclass
+class Bucket:
+    endpoint: str
+    name: str
+    client: Any  # boto3's S3 client on it
+
+
+@dataclass
 class Service:
     url: str
-    data_root: Path
+    data_root: Path  # USER_DATA_ROOT_PATH: a folder on disk, or the key prefix in `bucket`
     process: subprocess.Popen[str]
+    bucket: Bucket | None = None  # FILESYSTEM=s3
+
+    def names(self, folder: str) -> list[str]:
+        """What is directly in a user's `folder` ("<user>/data/run1"), as stored, sorted."""
+        if self.bucket is None:
+            where = self.data_root / folder
+            return sorted(p.name for p in where.iterdir()) if where.exists() else []
+        prefix = f"{self.data_root.name}/{folder.strip('/')}/"
+        listed = self.bucket.client.list_objects_v2(Bucket=self.bucket.name, Prefix=prefix, Delimiter="/")
+        keys = [o["Key"] for o in listed.get("Contents", [])] + [p["Prefix"] for p in listed.get("CommonPrefixes", [])]
+        return sorted(key[len(prefix) :].strip("/") for key in keys if key != prefix)
+
+    def put(self, path: str, data: bytes) -> None:
+        """A file written into a user's tree as the workers do ("<user>/output/job/x.csv")."""
+        if self.bucket is None:
+            target = self.data_root / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        else:
+            self.bucket.client.put_object(Bucket=self.bucket.name, Key=f"{self.data_root.name}/{path}", Body=data)
 
     def set_status(self, job_id: int, status: str, details: str | None = None) -> None:
         """What the worker-facing API does: `PUT /_job_status` with the internal key."""
@@ -195,8 +222,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """moto's server on a free loopback port (Cognito and S3 for the tests that need them). It
-    answers CORS preflights from any origin by itself; the S3 test also sets the bucket's CORS, as a
-    deployment must."""
+    answers CORS preflights from any origin by itself; the bucket's CORS is set too, as a deployment
+    must."""
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -212,35 +239,6 @@ AWS_TESTING = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing
 
 
 @dataclass
-class Bucket:
-    endpoint: str
-    name: str
-    client: Any  # boto3's S3 client on it
-
-
-@pytest.fixture(scope="session")
-def s3_service(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str) -> Iterator[tuple[Service, Bucket]]:
-    """The service keeping files in S3 (`FILESYSTEM=s3`): a bucket on moto's server, uploads and
-    downloads through pre-signed requests straight to it."""
-    _require_chromium()
-    import boto3
-
-    credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-    client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", **credentials)
-    bucket = Bucket(moto_endpoint, "decode-web", client)
-    client.create_bucket(Bucket=bucket.name)
-    home = tmp_path_factory.mktemp("web-s3")
-    env = {"FILESYSTEM": "s3", "S3_BUCKET": bucket.name, "S3_REGION": "us-east-1", "USER_DATA_ROOT_PATH": "user_data",
-           "AWS_ENDPOINT_URL": moto_endpoint, **AWS_TESTING}
-    with serve(home, env) as running:
-        # What a deployment sets on its bucket: the page's origin may POST uploads and GET downloads.
-        client.put_bucket_cors(Bucket=bucket.name, CORSConfiguration={"CORSRules": [{
-            "AllowedOrigins": [running.url], "AllowedMethods": ["GET", "POST"], "AllowedHeaders": ["*"], "MaxAgeSeconds": 600,
-        }]})
-        yield running, bucket
-
-
-@dataclass
 class CognitoPool:
     endpoint: str
     username: str
@@ -249,7 +247,9 @@ class CognitoPool:
 
 @pytest.fixture(scope="session")
 def cognito_service(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str) -> Iterator[tuple[Service, CognitoPool]]:
-    """The service signing in with Cognito: a user pool on moto's server, a user in `users`."""
+    """The hosted deployment's shape: the service signing in with Cognito (a user pool on moto's
+    server, a user in `users`) and keeping files in S3 (`FILESYSTEM=s3`, a bucket there too: uploads
+    and downloads go straight to it, through pre-signed requests)."""
     _require_chromium()
     import boto3
 
@@ -277,8 +277,19 @@ def cognito_service(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str
         "COGNITO_JWKS_URL": f"{endpoint}/{pool_id}/.well-known/jwks.json",
         "AWS_ENDPOINT_URL": endpoint,
         **AWS_TESTING,
+        "FILESYSTEM": "s3",
+        "S3_BUCKET": "decode-web",
+        "S3_REGION": region,
+        "USER_DATA_ROOT_PATH": "user_data",  # the key prefix
     }
+    bucket = Bucket(endpoint, "decode-web", boto3.client("s3", endpoint_url=endpoint, region_name=region, **credentials))
+    bucket.client.create_bucket(Bucket=bucket.name)
     with serve(tmp_path_factory.mktemp("web-cognito"), env) as running:
+        # What a deployment sets on its bucket: the page's origin may POST uploads and GET downloads.
+        bucket.client.put_bucket_cors(Bucket=bucket.name, CORSConfiguration={"CORSRules": [{
+            "AllowedOrigins": [running.url], "AllowedMethods": ["GET", "POST"], "AllowedHeaders": ["*"], "MaxAgeSeconds": 600,
+        }]})
+        running.bucket = bucket
         yield running, pool
 
 
