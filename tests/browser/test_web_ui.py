@@ -176,7 +176,7 @@ def test_a_training_from_upload_to_deleted(web: Watched, site: Site, tmp_path: P
     service.set_status(job_id, "running", "epoch 1/10")
     _badge(page, "running")
     page.wait_for_selector("#job-runtime:text('epoch 1/10')")
-    web.shot("job-running")
+    web.shot("job-running", full_page=True)  # README: the history and Cancel below the fold
     service.put(f"{username}/output/train1/emitters.csv", b"x,y,photons\n1.5,2.5,1000\n")
     service.put(f"{username}/log/train1/job.log", b"training done\n")
     service.set_status(job_id, "finished")
