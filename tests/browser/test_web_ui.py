@@ -502,3 +502,42 @@ def test_a_running_job_canceled_from_its_page_keeps_its_outputs(web: Watched, se
     page.wait_for_selector(f"#jobs-body tr[data-job='{job_id}'] .badge-canceled")
     web.assert_clean()
 
+
+
+def test_a_same_site_page_cannot_use_the_login_cookie_to_cancel_a_job(browser: Any, service: Service):
+    """The attack the Origin check stops: another port of the same host is the same *site*, so the
+    browser sends the `SameSite=Lax` cookie with its form's POST; the service refuses it (403) by its
+    Origin. The service's own origin, with the same cookie, may."""
+    attacker = "http://127.0.0.1:1"  # another port of the service's host: served by the test below
+    context = browser.new_context()
+    try:
+        web = watch(context, (service.url, attacker), ARTIFACTS / "csrf")
+        page = web.page
+        httpx.post(f"{service.url}/user", data={"username": "mallory-victim@example.org", "password": PASSWORD})
+        page.goto(f"{service.url}/ui/")
+        login = page.evaluate(f"""async () => {{
+            const r = await fetch("/login", {{method: "POST",
+              body: new URLSearchParams({{username: "mallory-victim@example.org", password: "{PASSWORD}"}})}});
+            await r.text();
+            return r.status;
+        }}""")
+        assert login == 201
+        auth = _api_user(service, "mallory-victim@example.org")
+        job_id = _start_job(service, auth, "victim")
+        service.set_status(job_id, "running")
+        form = f'<form method="post" action="{service.url}/jobs/{job_id}/cancel"></form><p>prizes</p>'
+        page.route(f"{attacker}/**", lambda route: route.fulfill(content_type="text/html", body=form))
+        page.goto(f"{attacker}/win")
+        web.allowed.append("status of 403")
+        with page.expect_response(f"{service.url}/jobs/{job_id}/cancel") as answer:
+            page.evaluate("document.forms[0].submit()")
+        assert answer.value.status == 403
+        assert answer.value.request.headers.get("cookie", "").startswith("Authorization=")  # the cookie was sent
+        assert "cross-site request refused" in answer.value.json()["detail"]
+        assert httpx.get(f"{service.url}/jobs/{job_id}", headers=auth).json()["status"] == "running"
+        page.goto(f"{service.url}/ui/")
+        canceled = page.evaluate(f'async () => (await fetch("/jobs/{job_id}/cancel", {{method: "POST"}})).status')
+        assert canceled == 200  # the same cookie from the service's own page
+        web.assert_clean()
+    finally:
+        context.close()
