@@ -23,6 +23,7 @@ export class ChangeStream {
     this.lastId = null;
     this.started = false;
     this.controller = null;
+    this.wakeUp = null;
     document.documentElement.dataset.live = "polling";
   }
 
@@ -40,6 +41,11 @@ export class ChangeStream {
       this.run();
     }
     return () => this.listeners.delete(listener);
+  }
+
+  // Signed in (again): connect now rather than at the end of the wait.
+  wake() {
+    if (this.wakeUp) this.wakeUp();
   }
 
   onHealth(listener) {
@@ -69,7 +75,11 @@ export class ChangeStream {
         if (this.healthy) wait = RECONNECT_MS;
       }
       this.setHealthy(false);
-      await new Promise((resolve) => setTimeout(resolve, wait));
+      await new Promise((resolve) => {
+        this.wakeUp = resolve;
+        setTimeout(resolve, wait);
+      });
+      this.wakeUp = null;
     }
   }
 
