@@ -408,6 +408,11 @@ def _start_job(service: Service, auth: dict[str, str], name: str) -> int:
     return int(r.json()["id"])
 
 
+# A live update shows within this after the PUT returns (measured: 15-45 ms; the bound leaves room for a loaded CI
+# machine): far below the 20 s the page polls at while its stream is connected.
+LIVE_SECONDS = 2.0
+
+
 def _within(page: Any, selector: str, seconds: float) -> float:
     """How long `selector` took to appear, failing past `seconds`."""
     started = time.monotonic()
@@ -444,7 +449,7 @@ def _follow_the_stream(web: Watched, relay: Relay, service: Service) -> None:
 
     for status in ("running", "finished"):
         service.set_status(first, status, f"now {status}")
-        assert _within(page, f"#jobs-body tr[data-job='{first}'] .badge-{status}", 1.5) < 1.5
+        _within(page, f"#jobs-body tr[data-job='{first}'] .badge-{status}", LIVE_SECONDS)
     assert asked == []
     web.shot("table-live")
 
@@ -455,7 +460,7 @@ def _follow_the_stream(web: Watched, relay: Relay, service: Service) -> None:
     page.wait_for_selector("#job-events li")
     asked.clear()
     service.set_status(second, "running", "epoch 1/10")
-    _within(page, "#job-status.badge-running", 1.5)
+    _within(page, "#job-status.badge-running", LIVE_SECONDS)
     page.wait_for_selector("#job-events li:has(.badge-running)")
     assert not [url for url in asked if url.endswith(f"/jobs/{second}")]
     assert page.is_visible("#job-cancel")
