@@ -1,6 +1,6 @@
 """Browser tests: Debian's headless Chromium, driven by Playwright for Python, against a real
-`decode-userapi serve` subprocess (the embedded default: SQLite, local files, built-in identity)
-with a fake worker-facing API beside it.
+`decode-userapi serve` subprocess (the embedded default: SQLite, local files, built-in identity; and
+the hosted shape: Cognito and S3 on moto's server) with a fake worker-facing API beside it.
 
 Chromium is `/usr/bin/chromium` (`CHROMIUM` overrides); Playwright's own browser download is not
 used. Without Chromium the tests skip, unless `DECODE_REQUIRE_BROWSER=1` (as `.ci/run` sets), where
@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,10 +57,37 @@ def chromium_path() -> str | None:
 
 
 @dataclass
+class Bucket:
+    endpoint: str
+    name: str
+    client: Any  # boto3's S3 client on it
+
+
+@dataclass
 class Service:
     url: str
-    data_root: Path
+    data_root: Path  # USER_DATA_ROOT_PATH: a folder on disk, or the key prefix in `bucket`
     process: subprocess.Popen[str]
+    bucket: Bucket | None = None  # FILESYSTEM=s3
+
+    def names(self, folder: str) -> list[str]:
+        """What is directly in a user's `folder` ("<user>/data/run1"), as stored, sorted."""
+        if self.bucket is None:
+            where = self.data_root / folder
+            return sorted(p.name for p in where.iterdir()) if where.exists() else []
+        prefix = f"{self.data_root.name}/{folder.strip('/')}/"
+        listed = self.bucket.client.list_objects_v2(Bucket=self.bucket.name, Prefix=prefix, Delimiter="/")
+        keys = [o["Key"] for o in listed.get("Contents", [])] + [p["Prefix"] for p in listed.get("CommonPrefixes", [])]
+        return sorted(key[len(prefix) :].strip("/") for key in keys if key != prefix)
+
+    def put(self, path: str, data: bytes) -> None:
+        """A file written into a user's tree as the workers do ("<user>/output/job/x.csv")."""
+        if self.bucket is None:
+            target = self.data_root / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        else:
+            self.bucket.client.put_object(Bucket=self.bucket.name, Key=f"{self.data_root.name}/{path}", Body=data)
 
     def set_status(self, job_id: int, status: str, details: str | None = None) -> None:
         """What the worker-facing API does: `PUT /_job_status` with the internal key."""
@@ -70,6 +98,67 @@ class Service:
             timeout=10,
         )
         assert r.status_code == 200, r.text
+
+
+class Relay:
+    """A TCP relay in front of a service, for a page to lose its connections: `cut()` closes every
+    connection open through it and refuses new ones until `mend()` (a network path gone and back)."""
+
+    def __init__(self, port: int) -> None:
+        self.target = ("127.0.0.1", port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.open: set[socket.socket] = set()
+        self.lock = threading.Lock()
+        self.cut_off = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.cut_off:
+                client.close()
+                continue
+            upstream = socket.create_connection(self.target)
+            with self.lock:
+                self.open |= {client, upstream}
+            threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            self._close(sock)
+
+    def _close(self, sock: socket.socket) -> None:
+        with self.lock:
+            self.open.discard(sock)
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()
+
+    def cut(self) -> None:
+        self.cut_off = True
+        with self.lock:
+            cut = list(self.open)
+        for sock in cut:
+            self._close(sock)
+
+    def mend(self) -> None:
+        self.cut_off = False
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
 
 
 def _free_port() -> int:
@@ -130,6 +219,25 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         yield running
 
 
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """moto's server on a free loopback port (Cognito and S3 for the tests that need them). It
+    answers CORS preflights from any origin by itself; the bucket's CORS is set too, as a deployment
+    must."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+AWS_TESTING = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
 @dataclass
 class CognitoPool:
     endpoint: str
@@ -138,47 +246,51 @@ class CognitoPool:
 
 
 @pytest.fixture(scope="session")
-def cognito_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, CognitoPool]]:
-    """The service signing in with Cognito: a user pool on moto's server, a user in `users`."""
+def cognito_service(tmp_path_factory: pytest.TempPathFactory, moto_endpoint: str) -> Iterator[tuple[Service, CognitoPool]]:
+    """The hosted deployment's shape: the service signing in with Cognito (a user pool on moto's
+    server, a user in `users`) and keeping files in S3 (`FILESYSTEM=s3`, a bucket there too: uploads
+    and downloads go straight to it, through pre-signed requests)."""
     _require_chromium()
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        region = "us-east-1"  # where moto answers the unsigned calls a browser makes (InitiateAuth)
-        credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-        admin = boto3.client("cognito-idp", endpoint_url=endpoint, region_name=region, **credentials)
-        pool_id = admin.create_user_pool(PoolName="decode-web")["UserPool"]["Id"]
-        client_id = admin.create_user_pool_client(
-            UserPoolId=pool_id, ClientName="web", ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH"],
-            ReadAttributes=["email", "email_verified"],
-        )["UserPoolClient"]["ClientId"]
-        pool = CognitoPool(endpoint, "ada-cognito", "Correct-horse-42")
-        admin.admin_create_user(
-            UserPoolId=pool_id, Username=pool.username, MessageAction="SUPPRESS",
-            UserAttributes=[{"Name": "email", "Value": "ada@example.org"}, {"Name": "email_verified", "Value": "true"}],
-        )
-        admin.admin_set_user_password(UserPoolId=pool_id, Username=pool.username, Password=pool.password, Permanent=True)
-        admin.create_group(UserPoolId=pool_id, GroupName="users")
-        admin.admin_add_user_to_group(UserPoolId=pool_id, Username=pool.username, GroupName="users")
-        env = {
-            "COGNITO_USER_POOL_ID": pool_id,
-            "COGNITO_CLIENT_ID": client_id,
-            "COGNITO_REGION": region,
-            "COGNITO_JWKS_URL": f"{endpoint}/{pool_id}/.well-known/jwks.json",
-            "AWS_ENDPOINT_URL": endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": region,
-        }
-        with serve(tmp_path_factory.mktemp("web-cognito"), env) as running:
-            yield running, pool
-    finally:
-        server.stop()
+    endpoint = moto_endpoint
+    region = "us-east-1"  # where moto answers the unsigned calls a browser makes (InitiateAuth)
+    credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    admin = boto3.client("cognito-idp", endpoint_url=endpoint, region_name=region, **credentials)
+    pool_id = admin.create_user_pool(PoolName="decode-web")["UserPool"]["Id"]
+    client_id = admin.create_user_pool_client(
+        UserPoolId=pool_id, ClientName="web", ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH"],
+        ReadAttributes=["email", "email_verified"],
+    )["UserPoolClient"]["ClientId"]
+    pool = CognitoPool(endpoint, "ada-cognito", "Correct-horse-42")
+    admin.admin_create_user(
+        UserPoolId=pool_id, Username=pool.username, MessageAction="SUPPRESS",
+        UserAttributes=[{"Name": "email", "Value": "ada@example.org"}, {"Name": "email_verified", "Value": "true"}],
+    )
+    admin.admin_set_user_password(UserPoolId=pool_id, Username=pool.username, Password=pool.password, Permanent=True)
+    admin.create_group(UserPoolId=pool_id, GroupName="users")
+    admin.admin_add_user_to_group(UserPoolId=pool_id, Username=pool.username, GroupName="users")
+    env = {
+        "COGNITO_USER_POOL_ID": pool_id,
+        "COGNITO_CLIENT_ID": client_id,
+        "COGNITO_REGION": region,
+        "COGNITO_JWKS_URL": f"{endpoint}/{pool_id}/.well-known/jwks.json",
+        "AWS_ENDPOINT_URL": endpoint,
+        **AWS_TESTING,
+        "FILESYSTEM": "s3",
+        "S3_BUCKET": "decode-web",
+        "S3_REGION": region,
+        "USER_DATA_ROOT_PATH": "user_data",  # the key prefix
+    }
+    bucket = Bucket(endpoint, "decode-web", boto3.client("s3", endpoint_url=endpoint, region_name=region, **credentials))
+    bucket.client.create_bucket(Bucket=bucket.name)
+    with serve(tmp_path_factory.mktemp("web-cognito"), env) as running:
+        # What a deployment sets on its bucket: the page's origin may POST uploads and GET downloads.
+        bucket.client.put_bucket_cors(Bucket=bucket.name, CORSConfiguration={"CORSRules": [{
+            "AllowedOrigins": [running.url], "AllowedMethods": ["GET", "POST"], "AllowedHeaders": ["*"], "MaxAgeSeconds": 600,
+        }]})
+        running.bucket = bucket
+        yield running, pool
 
 
 @pytest.fixture(scope="module")
@@ -201,6 +313,7 @@ class Watched:
     folder: Path
     problems: list[str] = field(default_factory=list)
     allowed: list[str] = field(default_factory=list)  # console errors a test provokes on purpose
+    downloads: list[str] = field(default_factory=list)  # the URLs the page downloaded
     step: int = 0
 
     def failed(self, request: Any) -> None:
@@ -220,7 +333,11 @@ class Watched:
         return path
 
     def assert_clean(self) -> None:
-        assert not self.problems, "\n".join(self.problems)
+        # A link that Chromium turns into a download (a pre-signed S3 GET) ends its navigation as
+        # aborted: that is the download, not a failure.
+        downloaded = {f"request failed: {url} net::ERR_ABORTED" for url in self.downloads}
+        problems = [p for p in self.problems if p not in downloaded]
+        assert not problems, "\n".join(problems)
 
 
 def watch(context: Any, origins: tuple[str, ...], folder: Path) -> Watched:
@@ -240,6 +357,7 @@ def watch(context: Any, origins: tuple[str, ...], folder: Path) -> Watched:
     page.on("console", watched.console)
     page.on("pageerror", lambda e: watched.problems.append(f"page error: {e}"))
     page.on("requestfailed", watched.failed)
+    page.on("download", lambda download: watched.downloads.append(download.url))
     return watched
 
 

@@ -224,3 +224,52 @@ async def test_builtin_tokens_with_bad_claims_are_refused(client, settings, algo
     for path in ("/user", "/files/", "/jobs"):
         r = await client.get(path, headers={"Authorization": f"Bearer {bad}"})
         assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", path
+
+
+# --- cross-site request forgery: the /login cookie on unsafe methods --------------------------------
+
+OWN = "http://testserver.local"  # where AsyncTestClient's requests arrive
+
+
+async def cookie_client_for(client, name: str) -> None:
+    """`client` holding `name`'s /login cookie (and no Authorization header)."""
+    await make_user(client, name)
+    assert (await sign_in(client, name, path="/login")).status_code == 201
+
+
+async def test_cookie_requests_on_unsafe_methods_must_come_from_the_service_itself(client):
+    await cookie_client_for(client, "carol@example.org")
+    upload = {"files": {"file": ("a.txt", b"1")}}
+    for headers in ({"Origin": "https://evil.example"}, {"Origin": "null"}, {"Referer": "https://evil.example/page"},
+                    {"Origin": "https://testserver.local"}, {"Origin": "http://testserver.local:8080"}, {}):
+        r = await client.post("/files/data/x/upload", headers=headers, **upload)
+        assert r.status_code == 403, (headers, r.text)
+        assert "origin" in r.json()["detail"].lower() and "Bearer" in r.json()["detail"]
+        r = await client.delete("/jobs/1", headers=headers)
+        assert r.status_code == 403, (headers, r.text)
+    assert (await client.get("/files/data/")).json() == []  # nothing was written
+    # From the service's own origin (as a browser says it in Origin, or only in Referer): accepted.
+    for headers in ({"Origin": OWN}, {"Origin": "HTTP://TestServer.local:80"}, {"Referer": f"{OWN}/ui/#/files"}):
+        r = await client.post("/files/data/x/upload", headers=headers, **upload)
+        assert r.status_code == 201, (headers, r.text)
+    # Safe methods need no Origin (reading cannot be forged into a change).
+    assert (await client.get("/files/data/x/", headers={"Origin": "https://evil.example"})).status_code == 200
+
+
+async def test_bearer_requests_are_not_checked_for_their_origin(client):
+    user = await make_user(client, "dave@example.org")
+    r = await client.post("/files/data/y/upload", headers={**user.headers, "Origin": "https://evil.example"},
+                          files={"file": ("a.txt", b"1")})
+    assert r.status_code == 201, r.text
+
+
+async def test_cookie_requests_from_frontend_url_and_over_https(settings):
+    """FRONTEND_URL's origin is the service's too (its page calls with credentials, CORS); the scheme
+    is the one the request arrived with (https here, as behind a trusted proxy's X-Forwarded-Proto)."""
+    configured = msgspec.structs.replace(settings, frontend_url="https://app.example.org")
+    async with AsyncTestClient(app=create_app(build_services(configured)), base_url="https://api.example.org") as client:
+        await cookie_client_for(client, "erin@example.org")
+        for origin, status in (("https://app.example.org", 201), ("https://api.example.org", 201),
+                               ("http://api.example.org", 403), ("https://other.example.org", 403)):
+            r = await client.post("/files/data/z/upload", headers={"Origin": origin}, files={"file": ("a.txt", b"1")})
+            assert r.status_code == status, (origin, r.text)

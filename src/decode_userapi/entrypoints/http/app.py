@@ -117,6 +117,7 @@ def create_app(services: Services, *, manage_adapters: bool = True) -> Litestar:
     app.state.users = users
     app.state.jobs = jobs  # the revalidation in front of GET /jobs (jobs.py)
     app.state.internal_api_key = settings.internal_api_key
+    app.state.trusted_origins = [settings.frontend_url] if settings.frontend_url else []  # cookie requests (guards.py)
     return app
 
 

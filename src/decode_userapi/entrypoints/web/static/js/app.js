@@ -40,6 +40,7 @@ async function start() {
       if (who.dataset.user && who.dataset.user !== name) location.reload();
       who.dataset.user = name;
       showUser(name);
+      stream.wake();
     },
   });
   // Signing out forgets the token and everything the page holds (a fresh page: the next user of

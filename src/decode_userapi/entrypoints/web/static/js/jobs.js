@@ -2,8 +2,9 @@
 // the application catalog.
 //
 // Live updates go through a `Watch`: it polls with If-None-Match (a 304 without body while nothing
-// changed), and asks at once when the job event stream (live.js, where the service has it) reports
-// a change.
+// changed). Where the service has the job event stream (live.js), a message that carries the job
+// updates the view from the message alone (no request), other changes make it ask at once, and
+// polling slows to a safety net while the stream is connected.
 
 import { ApiError } from "./api.js";
 import { ask, badge, el, formatDate, say } from "./ui.js";
@@ -13,11 +14,18 @@ const POLL_WITH_STREAM_MS = 20000; // a safety net while the event stream is con
 const PAGE = 20;
 
 // Calls `onChange(body, response)` each time the answer at `path()` changes; polls while started.
+// A stream message about a job it `concerns` is offered to `apply(message)` first: true when the
+// view took it in as it is, else the watch asks again.
 class Watch {
-  constructor(api, path, onChange, stream = null, concerns = () => true) {
+  constructor(api, path, onChange, stream = null, concerns = () => true, apply = () => false) {
     this.api = api;
     this.stream = stream;
-    if (stream) stream.subscribe((jobId) => this.running && concerns(jobId) && this.refresh());
+    if (stream) {
+      stream.subscribe((jobId, message) => {
+        if (this.running && concerns(jobId) && !(message && message.job && apply(message))) this.refresh();
+      });
+      stream.onHealth(() => this.reschedule());
+    }
     this.path = path;
     this.onChange = onChange;
     this.etag = null;
@@ -41,6 +49,7 @@ class Watch {
   async tick() {
     const generation = ++this.generation;
     const path = this.path();
+    this.busy = true;
     try {
       const headers = this.etag ? { "If-None-Match": this.etag } : {};
       const response = await this.api.request("GET", path, { raw: true, headers });
@@ -58,9 +67,21 @@ class Watch {
         return;
       }
       say(`Could not refresh: ${error.message}`, true);
+    } finally {
+      if (generation === this.generation) this.busy = false;
     }
+    if (this.running && generation === this.generation) this.schedule();
+  }
+
+  schedule() {
+    clearTimeout(this.timer);
     const wait = this.stream && this.stream.healthy ? POLL_WITH_STREAM_MS : POLL_MS;
-    if (this.running && generation === this.generation) this.timer = setTimeout(() => this.tick(), wait);
+    this.timer = setTimeout(() => this.tick(), wait);
+  }
+
+  // The stream connected (poll seldom from now) or dropped (poll often until it is back).
+  reschedule() {
+    if (this.running && !this.busy) this.schedule();
   }
 
   refresh() {
@@ -79,7 +100,8 @@ export class JobsTable {
     this.filters = { status: "", name: "", application: "", created_after: "" };
     this.applicationsLoaded = false;
     this.body = document.getElementById("jobs-body");
-    this.watch = new Watch(api, () => this.query(), (jobs, response) => this.render(jobs, response), stream);
+    this.watch = new Watch(api, () => this.query(), (jobs, response) => this.render(jobs, response), stream,
+      () => true, (message) => this.apply(message));
     document.getElementById("job-filters").addEventListener("submit", (event) => {
       event.preventDefault();
       const after = document.getElementById("filter-after").value; // a local date: from its midnight
@@ -107,6 +129,17 @@ export class JobsTable {
   page(delta) {
     this.offset = Math.max(0, this.offset + delta);
     this.watch.refresh();
+  }
+
+  // A stream message about a job on this page of the table whose row stays (its status still
+  // matches the filter): its badge changes in place. Anything else (a new or deleted job, a job that
+  // leaves the filter) asks again.
+  apply(message) {
+    const job = message.job;
+    const row = this.body.querySelector(`tr[data-job="${job.id}"]`);
+    if (!row || (this.filters.status && this.filters.status !== job.status)) return false;
+    row.querySelector(".badge").replaceWith(badge(job.status));
+    return true;
   }
 
   render(jobs, response) {
@@ -160,10 +193,10 @@ export class JobPage {
     this.features = features;
     this.id = null;
     this.watch = new Watch(api, () => `/jobs/${this.id}`, (job) => this.render(job), stream,
-      (jobId) => jobId === null || jobId === this.id);
+      (jobId) => jobId === null || jobId === this.id, (message) => message.kind !== "delete" && this.render(message.job) !== false);
     document.getElementById("job-delete").addEventListener("click", () => this.remove());
     const cancel = document.getElementById("job-cancel");
-    cancel.hidden = !features.cancel;
+    cancel.hidden = true; // until the job is shown and can still be canceled
     cancel.addEventListener("click", () => this.cancel());
   }
 
@@ -210,7 +243,7 @@ export class JobPage {
       ),
     );
     const ended = ["finished", "error", "canceled"].includes(job.status);
-    document.getElementById("job-cancel").disabled = ended;
+    document.getElementById("job-cancel").hidden = ended || !this.features.cancel; // offered while it can be canceled
     if (this.features.jobEvents) this.history();
   }
 
@@ -249,6 +282,10 @@ export class JobPage {
   }
 
   async cancel() {
+    const sure = await ask(`Cancel job ${this.id}? It stops where it runs; its output, log and artifact folders are kept.`, {
+      okLabel: "Cancel the job",
+    });
+    if (!sure) return;
     try {
       await this.api.request("POST", `/jobs/${this.id}/cancel`);
       this.watch.refresh();

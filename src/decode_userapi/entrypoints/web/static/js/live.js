@@ -3,18 +3,28 @@
 // again at once (a revalidation with If-None-Match); polling goes on as the fallback, slower. Without
 // the stream, the views poll every few seconds. The stream is read with fetch, not EventSource, so it
 // carries the bearer token like every other call; it resumes after the last `id:` it saw.
+//
+// Listeners get `(jobId, message)`: the message is the event as the stream sent it, with `job`, the
+// job as it is now (null once deleted), so a view can update without asking again. Health listeners
+// hear when the stream connects or drops (the views then slow down or speed up their polling), and
+// `<html data-live="stream|polling">` says which of the two the page relies on.
 
-const RETRY_MS = 3000;
+const RETRY_MS = 3000; // after a refused or failed connection (the server's `retry:` replaces it)
+const RECONNECT_MS = 500; // after a connection that worked dropped: resume soon, from the last id
 
 export class ChangeStream {
   constructor(api, available) {
     this.api = api;
     this.available = available;
     this.listeners = new Set();
+    this.healthListeners = new Set();
     this.healthy = false;
+    this.retryMs = RETRY_MS;
     this.lastId = null;
     this.started = false;
     this.controller = null;
+    this.wakeUp = null;
+    document.documentElement.dataset.live = "polling";
   }
 
   // Signing out ends the stream (it carries the old token); the next sign-in opens a new one.
@@ -33,21 +43,43 @@ export class ChangeStream {
     return () => this.listeners.delete(listener);
   }
 
-  notify(jobId) {
-    for (const listener of this.listeners) listener(jobId);
+  // Signed in (again): connect now rather than at the end of the wait.
+  wake() {
+    if (this.wakeUp) this.wakeUp();
+  }
+
+  onHealth(listener) {
+    this.healthListeners.add(listener);
+  }
+
+  setHealthy(healthy) {
+    if (healthy === this.healthy) return;
+    this.healthy = healthy;
+    document.documentElement.dataset.live = healthy ? "stream" : "polling";
+    for (const listener of this.healthListeners) listener(healthy);
+  }
+
+  notify(jobId, message) {
+    for (const listener of this.listeners) listener(jobId, message);
   }
 
   async run() {
     for (;;) {
+      let wait = this.retryMs;
       if (this.api.signedIn()) {
         try {
           await this.read();
         } catch {
           // dropped or refused (an expired token: the next call of the page asks to sign in again)
         }
+        if (this.healthy) wait = RECONNECT_MS;
       }
-      this.healthy = false;
-      await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+      this.setHealthy(false);
+      await new Promise((resolve) => {
+        this.wakeUp = resolve;
+        setTimeout(resolve, wait);
+      });
+      this.wakeUp = null;
     }
   }
 
@@ -60,7 +92,7 @@ export class ChangeStream {
       await response.text().catch(() => "");
       return;
     }
-    this.healthy = true;
+    this.setHealthy(true);
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = "";
     for (;;) {
@@ -71,19 +103,21 @@ export class ChangeStream {
       while ((cut = buffer.indexOf("\n\n")) >= 0) {
         const block = buffer.slice(0, cut);
         buffer = buffer.slice(cut + 2);
+        const retry = /^retry: ?(\d+)$/m.exec(block);
+        if (retry) this.retryMs = Number(retry[1]);
         const id = /^id: ?(.*)$/m.exec(block);
         if (id) this.lastId = id[1];
         const event = /^event: ?(.*)$/m.exec(block);
         if (event && event[1] === "expired") return;
         const data = /^data: ?(.*)$/m.exec(block);
         if (data) {
-          let jobId = null;
+          let message = null;
           try {
-            jobId = JSON.parse(data[1]).job_id ?? null;
+            message = JSON.parse(data[1]);
           } catch {
             // not JSON: still a change
           }
-          this.notify(jobId);
+          this.notify(message ? message.job_id ?? null : null, message);
         }
       }
     }
