@@ -17,10 +17,11 @@ import msgspec
 
 from decode_cloud import _transfer as t
 from decode_cloud.errors import ApiError, AuthError, DecodeCloudError, WaitTimeout
-from decode_cloud.models import FileHTTPRequest, FileInfo, Job, JobCreate, TransferSummary, User
+from decode_cloud.models import FileHTTPRequest, FileInfo, Job, JobCreate, JobEvent, TransferSummary, User
 
 _RETRY_STATUSES = (429, 502, 503, 504)
 _RETRIES = 4
+_UPLOAD_REQUEST_REUSE = 60.0  # seconds; pre-signed requests live far longer (an hour by default)
 
 
 class Progress(Protocol):
@@ -80,6 +81,7 @@ class AsyncClient:
         # the blocking twin moves download bodies on worker threads (see `_download_file`)
         self._blocking_http = httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0), limits=limits)
         self._login_lock = asyncio.Lock()
+        self._upload_requests: dict[str, tuple[float, FileHTTPRequest]] = {}
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -227,14 +229,21 @@ class AsyncClient:
 
     async def _remote_files(self, folder: str) -> dict[str, FileInfo]:
         """Files under a remote folder, by path relative to it; empty when the folder is missing."""
+        files, _ = await self._remote_tree(folder, show_dirs=False)
+        return files
+
+    async def _remote_tree(self, folder: str, *, show_dirs: bool = True) -> tuple[dict[str, FileInfo], builtins.list[str]]:
+        """Files under a remote folder by path relative to it, and its subfolders (relative, no
+        trailing slash); both empty when the folder is missing."""
         try:
-            entries = await self.ls(folder, recursive=True, show_dirs=False)
+            entries = await self.ls(folder, recursive=True, show_dirs=show_dirs)
         except ApiError as error:
             if error.status == 404:
-                return {}
+                return {}, []
             raise
         prefix = t.remote_path(folder) + "/" if t.remote_path(folder) else ""
-        return {e.path[len(prefix) :]: e for e in entries if not e.is_dir}
+        files = {e.path[len(prefix) :]: e for e in entries if not e.is_dir}
+        return files, [e.path[len(prefix) :].rstrip("/") for e in entries if e.is_dir]
 
     # -- upload
 
@@ -277,7 +286,8 @@ class AsyncClient:
         progress.start(len(plan), summary.bytes_total)
 
         async def one(path: Path, target: str, size: int) -> None:
-            if target in known and await self._same_remote(target, path, size, checksum):
+            listed = known.get(target)
+            if listed is not None and t.may_be_size(listed.size, size) and await self._same_remote(target, path, size, checksum):
                 summary.files_skipped += 1
                 summary.bytes_skipped += size
                 progress.file_done(target, size, skipped=True)
@@ -317,6 +327,18 @@ class AsyncClient:
         """The request that uploads files into `folder` (`POST /files/{folder}/url`)."""
         return await self._json("POST", f"/files/{t.quoted(t.remote_path(folder))}/url", FileHTTPRequest)  # type: ignore[no-any-return]
 
+    async def _cached_upload_request(self, folder: str) -> tuple[FileHTTPRequest, bool]:
+        """The upload request for `folder`, and whether it was just made. One request serves every
+        file of the folder (S3's pre-signed POST names the key as `folder/${filename}`), so it is
+        reused for up to `_UPLOAD_REQUEST_REUSE` seconds, which saves a round trip to the service per
+        file (`_upload_file` asks for a new one when a reused one is refused)."""
+        cached = self._upload_requests.get(folder)
+        if cached is not None and time.monotonic() - cached[0] < _UPLOAD_REQUEST_REUSE:
+            return cached[1], False
+        request = await self.upload_request(folder)
+        self._upload_requests[folder] = (time.monotonic(), request)
+        return request, True
+
     async def _upload_file(self, path: Path, target: str, size: int, progress: Progress) -> None:
         folder, _, name = target.rpartition("/")
         sent = 0
@@ -326,11 +348,17 @@ class AsyncClient:
             sent += nbytes
             progress.advance(target, nbytes)
 
+        fresh = False
         for attempt in range(_RETRIES + 1):
-            request = await self.upload_request(folder)
+            request, fresh = await self._cached_upload_request(folder)
             body = t.MultipartFile(request.data, name, path, size, advance)
             headers = {**request.headers, "content-type": body.content_type, "content-length": str(body.length)}
             response = await self._http.request(request.method.upper(), request.url, headers=headers, content=body.stream())
+            if response.status_code in (401, 403) and not fresh:  # the reused request expired (or its token did)
+                self._upload_requests.pop(folder, None)
+                progress.advance(target, -sent)
+                sent = 0
+                continue
             if response.status_code in _RETRY_STATUSES and attempt < _RETRIES:
                 progress.advance(target, -sent)  # sent again from the start
                 sent = 0
@@ -365,9 +393,11 @@ class AsyncClient:
         remote_files: dict[str, FileInfo] = {}
         if await self.is_dir(remote):
             base = t.remote_path(remote)
-            remote_files = await self._remote_files(base)
+            remote_files, remote_dirs = await self._remote_tree(base)
             plan = [(t.remote_path(base, rel), destination.joinpath(*rel.split("/"))) for rel in remote_files]
-            await asyncio.to_thread(destination.mkdir, parents=True, exist_ok=True)
+            # the folders too, so empty ones arrive as well (as `upload` creates them remotely)
+            for folder in [destination] + [destination.joinpath(*rel.split("/")) for rel in remote_dirs]:
+                await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
         else:
             name = t.remote_path(remote).rpartition("/")[2]
             into = str(local).endswith(("/", os.sep)) or await asyncio.to_thread(_kind, destination) == "dir"
@@ -471,6 +501,23 @@ class AsyncClient:
 
     async def job(self, job_id: int) -> Job:
         return await self._json("GET", f"/jobs/{int(job_id)}", Job)  # type: ignore[no-any-return]
+
+    async def cancel(self, job_id: int) -> Job:
+        """Cancel a job wherever it is (`POST /jobs/{id}/cancel`): the job, now `canceled`. Its record,
+        runtime details and output folders stay. `ApiError` 409 when it has ended already."""
+        return await self._json("POST", f"/jobs/{int(job_id)}/cancel", Job)  # type: ignore[no-any-return]
+
+    async def events(self, job_id: int, *, after: int = 0) -> builtins.list[JobEvent]:
+        """The job's history (`GET /jobs/{id}/events`), oldest first: the events whose `id` is above
+        `after` (0: all), every page of them."""
+        found: builtins.list[JobEvent] = []
+        while True:
+            params = {"after": after, "limit": 1000}
+            page: builtins.list[JobEvent] = await self._json("GET", f"/jobs/{int(job_id)}/events", list[JobEvent], params=params)
+            if not page:
+                return found
+            found += page
+            after = page[-1].id
 
     async def delete(self, job_id: int) -> None:
         """Delete a job and its output folders."""

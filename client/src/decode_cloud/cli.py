@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import getpass
 import os
+import signal
 import sys
 import threading
 import time
@@ -458,6 +459,33 @@ async def cmd_watch(args: argparse.Namespace) -> int:
     return await _with_client(args, run)
 
 
+async def cmd_cancel(args: argparse.Namespace) -> int:
+    async def run(client: AsyncClient) -> int:
+        job = await client.cancel(args.id)
+        _emit(args, job, lambda: err.print(f"job {job.id} ({escape(job.job_name)}) canceled; its folders stay"))
+        return EXIT_OK
+
+    return await _with_client(args, run)
+
+
+async def cmd_events(args: argparse.Namespace) -> int:
+    async def run(client: AsyncClient) -> int:
+        events = await client.events(args.id, after=args.after)
+
+        def text() -> None:
+            table = Table("id", "at", "kind", "status", "details", box=None)
+            for e in events:
+                details = (e.details or "").replace("\n", " ⏎ ")
+                table.add_row(str(e.id), _when(e.at), e.kind, _status(e.status or "-"),
+                              escape(details) + (" (ignored)" if e.ignored else ""))
+            out.print(table)
+
+        _emit(args, events, text)
+        return EXIT_OK
+
+    return await _with_client(args, run)
+
+
 async def cmd_delete(args: argparse.Namespace) -> int:
     async def run(client: AsyncClient) -> int:
         await client.delete(args.id)
@@ -482,6 +510,7 @@ examples:
   decode-cloud upload ./frames data/run1          # the folder's contents into data/run1/
   decode-cloud submit train1 --app decode --entrypoint train --config run1 --data run1
   decode-cloud watch 12 && decode-cloud download artifact/train1 ./train1
+  decode-cloud events 12; decode-cloud cancel 12
 
 exit codes: 0 ok (watch: finished), 1 failed (watch: job error), 2 usage, 3 job canceled,
 124 watch timed out, 130 interrupted (Ctrl-C; nothing half-written is left under a real name)
@@ -576,18 +605,63 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", type=int)
     p.add_argument("--interval", type=float, default=1.0, help="seconds between checks (default 1; unchanged answers are cheap)")
     p.add_argument("--timeout", type=float, help="give up after this many seconds (exit 124)")
+    p.set_defaults(on_interrupt="stopped watching job {id}; it goes on (stop it with: decode-cloud cancel {id})")
+    p = _add(sub, "cancel", cmd_cancel,
+             "cancel a job wherever it is (its record, runtime details and output folders stay); "
+             "fails (exit 1) when it has ended already",
+             "  decode-cloud cancel 12\n  decode-cloud cancel 12 --json | jq -r .status   # canceled")
+    p.add_argument("id", type=int)
+    p = _add(sub, "events", cmd_events,
+             "show a job's history: its creation, each status update (with its runtime details), each hand-over "
+             "attempt, its cancel, with their times",
+             "  decode-cloud events 12\n  decode-cloud events 12 --after 40 --json   # only what came after event 40")
+    p.add_argument("id", type=int)
+    p.add_argument("--after", type=int, default=0, help="only events whose id is above this")
     p = _add(sub, "delete", cmd_delete, "delete a job and its output folders", "  decode-cloud delete 12")
     p.add_argument("id", type=int)
     return parser
 
 
+async def _interruptible(work: Awaitable[int]) -> int:
+    """`work`, cancelled by Ctrl-C (SIGINT), and cancelled again every 0.2 s until it ends: one
+    cancellation can be absorbed inside the HTTP stack (a request that was closing its connection
+    under a shield went on, and an interrupted upload then ran to its end and exited 0)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(work)
+    interrupted = False
+
+    def cancel() -> None:
+        nonlocal interrupted
+        interrupted = True
+        if not task.done():
+            task.cancel()
+            loop.call_later(0.2, cancel)
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, cancel)
+    except (NotImplementedError, RuntimeError):  # no loop signal handlers here (Windows): asyncio.run's own
+        return await task
+    try:
+        code = await task
+    except asyncio.CancelledError:
+        if interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+    if interrupted:
+        raise KeyboardInterrupt
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        code: int = asyncio.run(args.func(args))
+        code: int = asyncio.run(_interruptible(args.func(args)))
         return code
     except KeyboardInterrupt:
-        err.print("interrupted: files not complete were not kept under their names; run the command again to continue")
+        err.print(getattr(args, "on_interrupt", "").format(**vars(args)) or
+                  "interrupted: files not complete were not kept under their names; run the command again to continue")
         return EXIT_INTERRUPTED
     except ApiError as error:
         if args.json:
