@@ -421,3 +421,84 @@ def test_the_client_installs_without_the_servers_dependencies():
     for args in ([], ["upload"], ["watch"]):
         shown = subprocess.run([script, *args, "--help"], capture_output=True, text=True, timeout=30)
         assert shown.returncode == 0 and "examples:" in shown.stdout, shown.stderr
+
+
+class Lines:
+    """A process's stdout lines as they arrive (read on a thread), each with its arrival time."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.lines: list[tuple[float, str]] = []
+        self.thread = threading.Thread(target=self._read, args=(process,), daemon=True)
+        self.thread.start()
+
+    def _read(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            self.lines.append((time.monotonic(), line))
+
+    def wait_for(self, text: str, timeout: float) -> float:
+        """When a line holding `text` arrived; fails after `timeout` seconds without one."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for at, line in list(self.lines):
+                if text in line:
+                    return at
+            time.sleep(0.02)
+        raise AssertionError(f"no line with {text!r} within {timeout} s: {self.lines}")
+
+
+@stacks("local-sqlite")  # the stream's own tests cover its storage; this is the client's side
+def test_watch_follows_the_live_stream_and_cancel_events_and_ctrl_c(service: Service, cli_env: dict[str, str], tmp_path: Path):
+    """`watch` with a 60 s `--interval` shows each status within a second or two of it: only the live
+    stream `GET /jobs/events/stream` can have told it. `cancel` ends a watched job (exit 3), `events`
+    lists its history, Ctrl-C stops a `watch` (exit 130, the job goes on), and a folder download
+    recreates the remote folder's empty subfolders."""
+    env = {**cli_env, "DECODE_CLOUD_USERNAME": USER, "DECODE_CLOUD_PASSWORD": PASSWORD}
+    with Client(service.url, username=USER, password=PASSWORD) as c:
+        c.mkdir("config/c1")
+        c.mkdir("data/d1/empty/deeper")
+        (tmp_path / "f.txt").write_bytes(b"1")
+        c.upload(tmp_path / "f.txt", "data/d1/")
+    submit = ("--file", str(tmp_path / "job.yaml"))
+    (tmp_path / "job.yaml").write_text("application: {application: decode, version: v0_10_1, entrypoint: train}\n"
+                                       "attributes: {files_down: {config_id: c1}}\n")
+
+    job = cli_json(env, "submit", "live", *submit)
+    watch = start(env, "watch", str(job["id"]), "--interval", "60")
+    lines = Lines(watch)
+    lines.wait_for("queued", 30)
+    time.sleep(0.5)  # its stream is connected by now (the stream's resume would cover a late start too)
+    for status, details in (("pulled", None), ("running", "epoch 1/1"), ("finished", "model saved")):
+        sent = time.monotonic()
+        drive(service, job["id"], (status, details))
+        assert lines.wait_for(status, 10) - sent < 3, f"{status} arrived late"
+    assert watch.wait(timeout=10) == 0
+
+    other = cli_json(env, "submit", "other", *submit)
+    watch = start(env, "watch", str(other["id"]), "--interval", "60")
+    Lines(watch).wait_for("queued", 30)
+    canceled = cli_json(env, "cancel", str(other["id"]))
+    assert canceled["status"] == "canceled" and canceled["date_finished"]
+    assert watch.wait(timeout=10) == 3  # the canceled code, promptly: told by the stream
+    again = cli(env, "--json", "cancel", str(other["id"]))
+    assert again.returncode == 1 and msgspec.json.decode(again.stdout)["error"]["status"] == 409
+    history = cli_json(env, "events", str(other["id"]))
+    assert history[0]["kind"] == "created" and history[-1]["kind"] == "cancel"
+    assert history[-1]["status"] == "canceled"
+    table = cli(env, "events", str(job["id"]))
+    assert table.returncode == 0 and "epoch 1/1" in table.stdout and "finished" in table.stdout
+    with Client(service.url, username=USER, password=PASSWORD) as c:  # the library's side: paged, `after`
+        everything = c.events(job["id"])
+        assert [e.status for e in everything if e.kind == "status"] == ["pulled", "running", "finished"]
+        assert c.events(job["id"], after=everything[1].id) == everything[2:]
+
+    third = cli_json(env, "submit", "third", *submit)
+    watch = start(env, "watch", str(third["id"]), "--interval", "60")
+    Lines(watch).wait_for("queued", 30)
+    watch.send_signal(signal.SIGINT)
+    assert watch.wait(timeout=10) == 130
+    assert watch.stderr is not None and f"stopped watching job {third['id']}" in watch.stderr.read()
+    assert cli_json(env, "status", str(third["id"]))["status"] == "queued"  # it goes on
+
+    assert cli_json(env, "download", "data/d1", str(tmp_path / "d1"))["files_transferred"] == 1
+    assert (tmp_path / "d1" / "empty" / "deeper").is_dir() and (tmp_path / "d1" / "f.txt").read_bytes() == b"1"
