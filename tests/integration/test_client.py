@@ -27,7 +27,9 @@ dependencies.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 import re
 import signal
@@ -47,6 +49,7 @@ import msgspec
 import pytest
 
 from decode_cloud import ApiError, Application, AsyncClient, Attributes, Client, FilesDown, JobCreate, WaitTimeout
+from decode_cloud.cli import build_parser
 from decode_userapi.config import Settings
 from decode_userapi.container import build_services
 from decode_userapi.entrypoints.http.app import create_app
@@ -326,8 +329,9 @@ def test_the_other_commands_exit_codes_and_errors(service: Service, cli_env: dic
     # it kept the token it signed in for; `logout` forgets it, and without one the CLI says what to do
     assert cli(cli_env, "ls").returncode == 0
     assert cli(cli_env, "logout").returncode == 0
-    signed_out = cli(cli_env, "ls")
+    signed_out = cli(cli_env, "--json", "ls")
     assert signed_out.returncode == 2 and "decode-cloud login" in signed_out.stderr
+    assert msgspec.json.decode(signed_out.stdout)["error"]["exit_code"] == 2  # every failure as JSON too
 
 
 @stacks("local-sqlite")
@@ -418,9 +422,15 @@ def test_the_client_installs_without_the_servers_dependencies():
     server = {"litestar", "sqlalchemy", "asyncpg", "boto3", "aioboto3", "botocore", "decode-userapi", "uvicorn", "alembic"}
     assert not closure & server, closure & server
     script = Path(sys.executable).parent / "decode-cloud"
-    for args in ([], ["upload"], ["watch"]):
-        shown = subprocess.run([script, *args, "--help"], capture_output=True, text=True, timeout=30)
-        assert shown.returncode == 0 and "examples:" in shown.stdout, shown.stderr
+    shown = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=30)
+    assert shown.returncode == 0 and "examples:" in shown.stdout, shown.stderr
+    commands = re.findall(r"^    (\w+) ", shown.stdout.split("commands:")[1], re.MULTILINE)
+    assert {"login", "upload", "download", "watch", "cancel", "events", "submit", "delete"} <= set(commands), commands
+    for name in commands:  # every command: examples in its --help, and --json
+        help_text = io.StringIO()
+        with contextlib.redirect_stdout(help_text), pytest.raises(SystemExit):
+            build_parser().parse_args([name, "--help"])
+        assert "examples:\n  decode-cloud" in help_text.getvalue() and "--json" in help_text.getvalue(), name
 
 
 class Lines:

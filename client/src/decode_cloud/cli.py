@@ -660,23 +660,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = asyncio.run(_interruptible(args.func(args)))
         return code
     except KeyboardInterrupt:
-        err.print(getattr(args, "on_interrupt", "").format(**vars(args)) or
-                  "interrupted: files not complete were not kept under their names; run the command again to continue")
-        return EXIT_INTERRUPTED
+        message = getattr(args, "on_interrupt", "").format(**vars(args)) or (
+            "interrupted: files not complete were not kept under their names; run the command again to continue")
+        return _fail(args, EXIT_INTERRUPTED, message, escape(message))
     except ApiError as error:
-        if args.json:
-            _emit(args, {"error": {"status": error.status, "detail": error.detail, "url": error.url}})
-        err.print(f"error: {error.status} {escape(str(error.detail))}" + (f" ({error.method} {error.url})" if error.url else ""))
-        return EXIT_FAILED
+        text = f"{error.status} {escape(str(error.detail))}" + (f" ({error.method} {error.url})" if error.url else "")
+        return _fail(args, EXIT_FAILED, error.detail, text, status=error.status, url=error.url)
     except UsageError as error:
-        err.print(f"error: {escape(str(error))}")
-        return EXIT_USAGE
+        return _fail(args, EXIT_USAGE, str(error), escape(str(error)))
     except (DecodeCloudError, OSError, msgspec.ValidationError) as error:
-        err.print(f"error: {escape(str(error))}")
-        return EXIT_FAILED
+        return _fail(args, EXIT_FAILED, str(error), escape(str(error)))
     except Exception as error:  # noqa: BLE001 - a network failure etc.: one line, not a traceback
-        err.print(f"error: {type(error).__name__}: {escape(str(error))}")
-        return EXIT_FAILED
+        return _fail(args, EXIT_FAILED, f"{type(error).__name__}: {error}", f"{type(error).__name__}: {escape(str(error))}")
+
+
+def _fail(args: argparse.Namespace, code: int, detail: Any, text: str, *, status: int | None = None, url: str | None = None) -> int:
+    """Say what went wrong on stderr, and with --json as `{"error": {...}}` on stdout too, so scripts
+    read every outcome as JSON (`status` is the service's HTTP status, null for the client's own)."""
+    if args.json:
+        _emit(args, {"error": {"status": status, "detail": detail, "url": url, "exit_code": code}})
+    err.print(text if code == EXIT_INTERRUPTED else f"error: {text}")
+    return code
 
 
 if __name__ == "__main__":
