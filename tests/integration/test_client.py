@@ -400,10 +400,10 @@ async def test_the_async_client_signs_in_through_cognito(service: Service):
 def test_the_client_installs_without_the_servers_dependencies():
     """What `pip install ./client` pulls in: the closure of client/pyproject.toml's dependencies over
     the requirements the installed distributions declare (the versions constraints.txt pins), none of
-    them the server's. (Checked by hand too, in a fresh venv: `python3 -m venv v && v/bin/pip install
-    ./client` installs 18 distributions in ~20 s, too slow for the suite; every CLI run of the tests
-    above also fails if it imported a server module.) And the installed `decode-cloud` script answers
-    `--help` with examples."""
+    them the server's (the real install is `test_the_client_installs_alone_in_a_fresh_venv`, which
+    needs the package index; every CLI run of the tests above also fails if it imported a server
+    module). And the installed `decode-cloud` script answers `--help`, and every command's help has
+    examples and `--json`."""
     project = tomllib.loads((ROOT / "client" / "pyproject.toml").read_text())["project"]
     todo = list(project["dependencies"])
     closure: set[str] = set()
@@ -512,3 +512,35 @@ def test_watch_follows_the_live_stream_and_cancel_events_and_ctrl_c(service: Ser
 
     assert cli_json(env, "download", "data/d1", str(tmp_path / "d1"))["files_transferred"] == 1
     assert (tmp_path / "d1" / "empty" / "deeper").is_dir() and (tmp_path / "d1" / "f.txt").read_bytes() == b"1"
+
+
+def test_the_client_installs_alone_in_a_fresh_venv(tmp_path: Path):
+    """`pip install ./client` into a fresh venv, as the acceptance checks it on a clean clone: it
+    installs, `decode-cloud` runs there, and nothing of the server came with it.
+
+    It needs the package index (the client's build backend, hatchling, and its dependencies' wheels
+    come from there; pip's cache only makes it quicker), and is skipped when the index cannot be
+    reached. Quick because the venv is made without pip (0.1 s instead of ~7 s for ensurepip) and this
+    venv's pip installs into it (`pip --python`): 5.8 s with a warm pip cache, 9.7 s with none
+    (`--no-cache-dir`), on 2 shared cores, 2026-12-01. An offline `--no-index --find-links` install
+    from a wheel directory was slower (~10 s warm, `pip download` + `pip wheel` of ~12 s to fill the
+    directory first, from the index as well), so it would not make this test offline."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
+    python = venv / "bin" / "python"
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--retries", "1", "--timeout", "20",
+         "-c", str(ROOT / "constraints.txt"), str(ROOT / "client")],
+        capture_output=True, text=True, timeout=300,
+    )
+    unreachable = ("NewConnectionError", "Failed to establish a new connection", "Temporary failure in name resolution",
+                   "Network is unreachable", "ConnectTimeout", "ProxyError")
+    if install.returncode != 0 and any(sign in install.stderr for sign in unreachable):
+        pytest.skip(f"the package index cannot be reached: {install.stderr[-300:]}")
+    assert install.returncode == 0, install.stderr
+    shown = subprocess.run([venv / "bin" / "decode-cloud", "--help"], capture_output=True, text=True, timeout=30)
+    assert shown.returncode == 0 and "examples:" in shown.stdout, shown.stderr
+    installed = {p.name.split("-")[0].lower().replace("_", "-") for p in (venv / "lib").glob("python3*/site-packages/*.dist-info")}
+    assert {"decode-cloud", "httpx", "msgspec", "rich", "pyyaml"} <= installed, installed
+    server = {"litestar", "sqlalchemy", "asyncpg", "boto3", "aioboto3", "botocore", "decode-userapi", "uvicorn", "alembic"}
+    assert not installed & server, installed & server
