@@ -172,13 +172,13 @@ def sha256_tree(root: Path) -> dict[str, str]:
     return found
 
 
-def interrupt_halfway(process: subprocess.Popen[str], progress: Any, half: int, sig: int, timeout: float = 60) -> int:
+def interrupt_halfway(process: subprocess.Popen[str], progress: Any, half: int, sig: int, timeout: float = 60, pause: float = 0.05) -> int:
     """Send `sig` once `progress()` reaches `half`; the process's exit code."""
     deadline = time.monotonic() + timeout
     while progress() < half:
         assert process.poll() is None, f"finished before it could be interrupted: {process.communicate()}"
         assert time.monotonic() < deadline, "no progress"
-        time.sleep(0.05)
+        time.sleep(pause)
     process.send_signal(sig)
     process.communicate(timeout=30)
     return process.returncode
@@ -222,8 +222,9 @@ def test_a_whole_session_through_the_cli(service: Service, cli_env: dict[str, st
 
     # an upload stopped by Ctrl-C halfway keeps only complete files, and its re-run sends the rest
     upload = start(cli_env, "upload", str(source), "data/run1")
-    # (at a third: on moto the rest of 1 GiB takes seconds only, and a listing of it in this process is slow)
-    code = interrupt_halfway(upload, lambda: len(service.stored_sizes("data/run1")), files // 3, signal.SIGINT)
+    # (at a third: on moto the rest of 1 GiB takes seconds only; a listing every 0.15 s, as each takes
+    # CPU from the service and moto, which run in this process)
+    code = interrupt_halfway(upload, lambda: len(service.stored_sizes("data/run1")), files // 3, signal.SIGINT, pause=0.15)
     assert code == 130
     kept = settled(lambda: service.stored_sizes("data/run1"))  # requests the server was finishing as the client went
     assert files // 3 <= len(kept) < files
@@ -239,12 +240,13 @@ def test_a_whole_session_through_the_cli(service: Service, cli_env: dict[str, st
     }
     assert service.stored_sizes("data/run1") == dict.fromkeys(hashes, size)
     if service.s3 is not None:  # S3's ETag is the MD5 of a POSTed object: --checksum compares content
-        changed = source / "a" / "frame001.bin"
+        changed = source / "a" / "b" / "frame002.bin"
         with changed.open("r+b") as f:
             f.write(b"\0" * 16)  # the same size, other bytes
-        checked = cli_json(cli_env, "upload", "--checksum", str(source), "data/run1")
-        assert (checked["files_skipped"], checked["files_transferred"]) == (files - 1, 1)
-        hashes["a/frame001.bin"] = hashlib.sha256(changed.read_bytes()).hexdigest()
+        # (a subfolder's third of the files: each costs two requests to moto in this process)
+        checked = cli_json(cli_env, "upload", "--checksum", str(source / "a" / "b"), "data/run1/a/b")
+        assert (checked["files_skipped"], checked["files_transferred"]) == (files // 3 - 1, 1)
+        hashes["a/b/frame002.bin"] = hashlib.sha256(changed.read_bytes()).hexdigest()
 
     listing = cli_json(cli_env, "ls", "-r", "data/run1")
     assert [e["path"] for e in listing if e["type"] == "file"] == sorted(f"data/run1/{rel}" for rel in hashes)
