@@ -227,16 +227,18 @@ class AsyncClient:
         response = await self._send("GET", f"/files/{t.quoted(t.remote_path(path))}", ok=(404,), params={"show_dirs": "false"})
         return response.status_code != 404
 
-    async def _remote_files(self, folder: str) -> dict[str, FileInfo]:
+    async def _remote_files(self, folder: str, *, recursive: bool = True) -> dict[str, FileInfo]:
         """Files under a remote folder, by path relative to it; empty when the folder is missing."""
-        files, _ = await self._remote_tree(folder, show_dirs=False)
+        files, _ = await self._remote_tree(folder, show_dirs=False, recursive=recursive)
         return files
 
-    async def _remote_tree(self, folder: str, *, show_dirs: bool = True) -> tuple[dict[str, FileInfo], builtins.list[str]]:
+    async def _remote_tree(
+        self, folder: str, *, show_dirs: bool = True, recursive: bool = True
+    ) -> tuple[dict[str, FileInfo], builtins.list[str]]:
         """Files under a remote folder by path relative to it, and its subfolders (relative, no
         trailing slash); both empty when the folder is missing."""
         try:
-            entries = await self.ls(folder, recursive=True, show_dirs=show_dirs)
+            entries = await self.ls(folder, recursive=recursive, show_dirs=show_dirs)
         except ApiError as error:
             if error.status == 404:
                 return {}, []
@@ -279,7 +281,8 @@ class AsyncClient:
             size: int | None = await asyncio.to_thread(_size, source)
             plan = [(source, target, size or 0)]
             parent = target.rpartition("/")[0]
-            known = {t.remote_path(parent, k): v for k, v in (await self._remote_files(parent)).items()} if parent else {}
+            # the folder's own files only: a file upload into a large tree does not list all of it
+            known = {t.remote_path(parent, k): v for k, v in (await self._remote_files(parent, recursive=False)).items()} if parent else {}
         else:
             raise FileNotFoundError(str(source))
         summary = TransferSummary(files_total=len(plan), bytes_total=sum(size for _, _, size in plan))
