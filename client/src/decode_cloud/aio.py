@@ -573,6 +573,7 @@ class AsyncClient:
                     if response.status_code != 200 or not response.headers.get("content-type", "").startswith("text/event-stream"):
                         return  # no live stream here (or it refused us): reading every poll_interval does it all
                     stream["up"] = True
+                    wake.set()  # read the job once more: a change between the first read and now was not streamed
                     data: builtins.list[str] = []
                     async for line in response.aiter_lines():
                         if line.startswith("id:"):
