@@ -1,7 +1,8 @@
 """`AsyncClient.upload`'s requests, counted on an `httpx.MockTransport` playing the service and S3:
 one upload request (`POST /files/{folder}/url`) serves every file of its folder, a reused one that
 S3 refuses (expired) is replaced, and a resumed upload looks up no exact size for a file whose listed
-(rounded) size already shows it differs."""
+(rounded) size already shows it differs; a resumed download asks whether a local file is complete
+with a one-byte ranged GET (whose connection stays usable), and only where the listing allows it."""
 
 from __future__ import annotations
 
@@ -30,7 +31,11 @@ class FakeS3Service:
                 return httpx.Response(403, text="<Error><Message>Invalid according to Policy: Policy expired.</Message></Error>")
             if request.method == "POST":
                 return httpx.Response(204)
-            return httpx.Response(206, headers={"content-range": "bytes 0-0/999", "etag": '"x"'}, content=b"x")
+            if "range" in request.headers:
+                self.calls["GET s3 one byte"] += 1
+                return httpx.Response(206, headers={"content-range": "bytes 0-0/999", "etag": '"x"'}, content=b"x")
+            # (a whole GET only comes from the blocking client that moves download bytes: a sync stream)
+            return httpx.Response(200, headers={"etag": '"x"', "content-length": "999"}, content=iter([b"x" * 999]))
         self.calls[f"{request.method} {path}"] += 1
         if path.endswith("/url") and request.method == "POST":
             return httpx.Response(201, json={"method": "post", "url": "http://bucket/", "data": {"key": "u/data/run/${filename}"}})
@@ -78,6 +83,25 @@ async def test_a_resumed_upload_looks_up_exact_sizes_only_where_the_listing_allo
     # f00 (999 Bytes listed, 10 here): sent without a look-up; f01 looked up (999 bytes in S3): sent
     assert summary.files_transferred == 2
     assert service.calls["GET /files/data/run/f01.bin/url"] == 1 and service.calls["GET /files/data/run/f00.bin/url"] == 0
+
+
+async def test_a_resumed_download_checks_complete_files_with_one_byte(tmp_path: Path):
+    listing = [
+        {"path": "data/run/a.bin", "type": "file", "size": "999 Bytes"},
+        {"path": "data/run/b.bin", "type": "file", "size": "999 Bytes"},
+        {"path": "data/run/c.bin", "type": "file", "size": "999 Bytes"},
+    ]
+    service = FakeS3Service(listing=listing)
+    local = tmp_path / "run"
+    local.mkdir()
+    (local / "a.bin").write_bytes(b"x" * 999)  # complete: skipped after a one-byte GET
+    (local / "b.bin").write_bytes(b"x" * 10)  # the listing rules it out: fetched, no probe
+    mock = httpx.MockTransport(service)  # downloads move their bytes on a thread, with a blocking client
+    async with AsyncClient("http://service", token="t", parallel=1, transport=mock, blocking_transport=mock) as client:
+        summary = await client.download("data/run", local)
+    assert (summary.files_skipped, summary.files_transferred) == (1, 2)
+    assert service.calls["GET s3"] == 3 and service.calls["GET s3 one byte"] == 1
+    assert (local / "b.bin").read_bytes() == (local / "c.bin").read_bytes() == b"x" * 999
 
 
 def test_a_listed_size_rules_out_only_sizes_it_cannot_be():

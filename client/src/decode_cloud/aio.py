@@ -67,6 +67,7 @@ class AsyncClient:
         parallel: int = 4,
         poll_interval: float = 1.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        blocking_transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.token = token
@@ -79,7 +80,7 @@ class AsyncClient:
             base_url=self.url, timeout=httpx.Timeout(timeout, connect=10.0), limits=limits, transport=transport
         )
         # the blocking twin moves download bodies on worker threads (see `_download_file`)
-        self._blocking_http = httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0), limits=limits)
+        self._blocking_http = httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0), limits=limits, transport=blocking_transport)
         self._login_lock = asyncio.Lock()
         self._upload_requests: dict[str, tuple[float, FileHTTPRequest]] = {}
 
@@ -324,6 +325,8 @@ class AsyncClient:
             if response.status_code >= 400 and response.status_code != 416:
                 await response.aread()
                 raise ApiError.from_response(response)
+            if response.status_code != 200:  # 206/416: a byte or nothing, read so the connection is reused
+                await response.aread()
             return t.size_from_headers(response.status_code, response.headers), response.headers.get("etag")
 
     async def upload_request(self, folder: str) -> FileHTTPRequest:
@@ -397,7 +400,9 @@ class AsyncClient:
         if await self.is_dir(remote):
             base = t.remote_path(remote)
             remote_files, remote_dirs = await self._remote_tree(base)
-            plan = [(t.remote_path(base, rel), destination.joinpath(*rel.split("/"))) for rel in remote_files]
+            plan: builtins.list[tuple[str, Path, str | None]] = [
+                (t.remote_path(base, rel), destination.joinpath(*rel.split("/")), info.size) for rel, info in remote_files.items()
+            ]
             # the folders too, so empty ones arrive as well (as `upload` creates them remotely)
             for folder in [destination] + [destination.joinpath(*rel.split("/")) for rel in remote_dirs]:
                 await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
@@ -405,13 +410,13 @@ class AsyncClient:
             name = t.remote_path(remote).rpartition("/")[2]
             into = str(local).endswith(("/", os.sep)) or await asyncio.to_thread(_kind, destination) == "dir"
             target = destination / name if into else destination
-            plan = [(t.remote_path(remote), target)]
+            plan = [(t.remote_path(remote), target, None)]
         summary = TransferSummary(files_total=len(plan))
         # the listing's sizes are rounded ("3.4 MB"): enough for a progress bar's total and ETA
         progress.start(len(plan), sum(t.approx_bytes(remote_files[rel].size) for rel in remote_files) if remote_files else 0)
 
-        async def one(source: str, target: Path) -> None:
-            size = await self._download_file(source, target, checksum, progress)
+        async def one(source: str, target: Path, listed: str | None) -> None:
+            size = await self._download_file(source, target, checksum, progress, listed)
             summary.bytes_total += abs(size)
             if size < 0:
                 summary.files_skipped += 1
@@ -423,7 +428,7 @@ class AsyncClient:
         await self._each(plan, one)
         return summary
 
-    async def _download_file(self, source: str, target: Path, checksum: bool, progress: Progress) -> int:
+    async def _download_file(self, source: str, target: Path, checksum: bool, progress: Progress, listed: str | None = None) -> int:
         """Download one file; its size, negative when it was skipped as already complete.
 
         The bytes move on a worker thread with blocking I/O (`_fetch`): per GiB that costs a third of
@@ -431,26 +436,52 @@ class AsyncClient:
         read through the async stack costs far more than a blocking `recv`; bench/client_transfer.py),
         and the disk writes overlap the network. Cancelling (Ctrl-C) sets `stop`, which the thread
         checks between reads: it deletes its temporary file and returns, and `asyncio.run` waits for it.
+        `listed` is the file's size as the listing gives it (rounded), when there was one.
         """
         request = await self.download_request(source)
         stop = threading.Event()
         try:
-            return await asyncio.to_thread(self._fetch, request, source, target, checksum, progress, stop)
+            return await asyncio.to_thread(self._fetch, request, source, target, checksum, progress, stop, listed)
         except BaseException:
             stop.set()
             raise
 
-    def _fetch(self, request: FileHTTPRequest, source: str, target: Path, checksum: bool, progress: Progress, stop: threading.Event) -> int:
+    def _fetch(
+        self,
+        request: FileHTTPRequest,
+        source: str,
+        target: Path,
+        checksum: bool,
+        progress: Progress,
+        stop: threading.Event,
+        listed: str | None,
+    ) -> int:
+        local = _size(target)
+        probed = False
+        if local is not None and (listed is None or t.may_be_size(listed, local)):
+            probed = True
+            # complete already? A one-byte ranged GET says, and its body is read, so its connection is
+            # reused (a GET of the whole file closed unread costs a new connection, on S3 a TLS handshake)
+            one_byte = {**request.headers, "range": "bytes=0-0"}
+            with self._blocking_http.stream(request.method.upper(), request.url, headers=one_byte) as probe:
+                if probe.status_code >= 400 and probe.status_code != 416:
+                    probe.read()
+                    raise ApiError.from_response(probe)
+                size = t.size_from_headers(probe.status_code, probe.headers)
+                etag = probe.headers.get("etag")
+                if probe.status_code != 200:  # 206/416: a byte or nothing; a 200 (Range ignored) is left unread
+                    probe.read()
+            if size == local and self._same_content(target, etag, checksum):
+                progress.file_done(source, local, skipped=True)
+                return -local
         with self._blocking_http.stream(request.method.upper(), request.url, headers=request.headers) as response:
             if response.status_code >= 400:
                 response.read()
                 raise ApiError.from_response(response)
             size = t.size_from_headers(response.status_code, response.headers)
-            if size is not None and _size(target) == size:
-                remote_md5 = t.etag_md5(response.headers.get("etag"))
-                if not checksum or (remote_md5 is not None and t.md5_file(target) == remote_md5):
-                    progress.file_done(source, size, skipped=True)
-                    return -size
+            if not probed and size is not None and local == size and self._same_content(target, response.headers.get("etag"), checksum):
+                progress.file_done(source, size, skipped=True)
+                return -size
             progress.file_started(source, size or 0)
             _prepare(target)
             part = t.temp_name(target)
@@ -471,6 +502,15 @@ class AsyncClient:
                 raise
         progress.file_done(source, written, skipped=False)
         return written
+
+    @staticmethod
+    def _same_content(target: Path, etag: str | None, checksum: bool) -> bool:
+        """For a local file of the remote one's size: whether it counts as the same (without
+        `checksum`, yes; with it, when the ETag is an MD5 and equals the file's)."""
+        if not checksum:
+            return True
+        remote_md5 = t.etag_md5(etag)
+        return remote_md5 is not None and t.md5_file(target) == remote_md5
 
     async def _each(self, plan: builtins.list[Any], one: Any) -> None:
         """Run `one(*item)` for every item, `parallel` at a time; the first failure cancels the rest."""
