@@ -18,10 +18,10 @@ session on S3 + PostgreSQL, with one command:
     DECODE_TEST_CLIENT_S3_BYTES=1073741824 DECODE_TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/test \
         .venv/bin/pytest -n 0 tests/integration/test_client.py -k "whole and s3"
 
-(2026-12-01, 2 cores shared with other work, load ~5: passed, 34.5 s for the test, 42 s for the
-command; 1 GiB goes up in ~4-7 s, moto spools objects over 5 MiB to disk, and the pytest process
-peaked at 324 MiB RSS. The default run would take ~10-15 s more at 1 GiB, which the suite's budget
-has not got.)
+(2026-12-01, 2 cores shared with other work: passed, 26.4 s for the test and 34.7 s for the command
+at load ~1.5, 34.5 s and 42 s at load ~5; 1 GiB goes up in ~4-7 s, moto spools objects over 5 MiB
+to disk, and the pytest process peaked at 320 MiB RSS. The default run would take ~10 s more at
+1 GiB, which the suite's budget has not got: this file's tests take ~55-65 s as it is.)
 
 Every CLI run goes through a wrapper that fails if the client imported any of the server's
 dependencies.
