@@ -10,9 +10,18 @@ worker-facing API would (`PUT /_job_status`, and a model file written into its f
 the end; download the outputs and the folder, the folder download interrupted by Ctrl-C, run again,
 killed (SIGKILL) and run again. Every byte is compared by SHA-256.
 
-Sizes: 200 files, 1 GiB in all, on local disk; 200 files, 16 MiB in all, on moto's S3 (an in-process
-emulator that keeps objects in memory: 1 GiB there would cost a minute and gigabytes of RAM and show
-nothing more about the client, whose requests are the same pre-signed ones for any size).
+Sizes: 200 files, 1 GiB in all, on local disk; on moto's S3, 200 files of DECODE_TEST_CLIENT_S3_BYTES
+in all, 16 MiB by default (moto runs in this process, so its time is the suite's: the session costs
+~15-23 s at 16 MiB, mostly per-file requests and CLI start-ups, and ~10 s more at 1 GiB). The 1 GiB
+session on S3 + PostgreSQL, with one command:
+
+    DECODE_TEST_CLIENT_S3_BYTES=1073741824 DECODE_TEST_POSTGRES_URL=postgresql://postgres@127.0.0.1:5432/test \
+        .venv/bin/pytest -n 0 tests/integration/test_client.py -k "whole and s3"
+
+(2026-12-01, 2 cores shared with other work: passed, 26.4 s for the test and 34.7 s for the command
+at load ~1.5, 34.5 s and 42 s at load ~5; 1 GiB goes up in ~4-7 s, moto spools objects over 5 MiB
+to disk, and the pytest process peaked at 320 MiB RSS. The default run would take ~10 s more at
+1 GiB, which the suite's budget has not got: this file's tests take ~55-65 s as it is.)
 
 Every CLI run goes through a wrapper that fails if the client imported any of the server's
 dependencies.
@@ -20,7 +29,9 @@ dependencies.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 import re
 import signal
@@ -40,6 +51,7 @@ import msgspec
 import pytest
 
 from decode_cloud import ApiError, Application, AsyncClient, Attributes, Client, FilesDown, JobCreate, WaitTimeout
+from decode_cloud.cli import build_parser
 from decode_userapi.config import Settings
 from decode_userapi.container import build_services
 from decode_userapi.entrypoints.http.app import create_app
@@ -59,6 +71,8 @@ if loaded:
 sys.exit(code)
 """
 USER = "ada@example.org"
+# the S3 session's size (see the module's docstring): DECODE_TEST_CLIENT_S3_BYTES=1073741824 runs it at 1 GiB
+S3_BYTES = int(os.environ.get("DECODE_TEST_CLIENT_S3_BYTES", 16 << 20))
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -160,13 +174,13 @@ def sha256_tree(root: Path) -> dict[str, str]:
     return found
 
 
-def interrupt_halfway(process: subprocess.Popen[str], progress: Any, half: int, sig: int, timeout: float = 60) -> int:
+def interrupt_halfway(process: subprocess.Popen[str], progress: Any, half: int, sig: int, timeout: float = 60, pause: float = 0.05) -> int:
     """Send `sig` once `progress()` reaches `half`; the process's exit code."""
     deadline = time.monotonic() + timeout
     while progress() < half:
         assert process.poll() is None, f"finished before it could be interrupted: {process.communicate()}"
         assert time.monotonic() < deadline, "no progress"
-        time.sleep(0.05)
+        time.sleep(pause)
     process.send_signal(sig)
     process.communicate(timeout=30)
     return process.returncode
@@ -197,7 +211,7 @@ def drive(service: Service, job_id: int, *steps: tuple[str, str | None]) -> None
 
 @stacks("local-sqlite", "s3-postgres")
 def test_a_whole_session_through_the_cli(service: Service, cli_env: dict[str, str], stack: str, tmp_path: Path):
-    files, total = (200, 1 << 30) if stack.startswith("local") else (200, 16 << 20)
+    files, total = (200, 1 << 30) if stack.startswith("local") else (200, S3_BYTES)
     # login: the token is kept in the config dir, readable by its owner only
     login = cli({**cli_env, "DECODE_CLOUD_PASSWORD": PASSWORD}, "login", "--username", USER)
     assert login.returncode == 0, login.stderr
@@ -210,10 +224,12 @@ def test_a_whole_session_through_the_cli(service: Service, cli_env: dict[str, st
 
     # an upload stopped by Ctrl-C halfway keeps only complete files, and its re-run sends the rest
     upload = start(cli_env, "upload", str(source), "data/run1")
-    code = interrupt_halfway(upload, lambda: len(service.stored_sizes("data/run1")), files // 2, signal.SIGINT)
+    # (at a third: on moto the rest of 1 GiB takes seconds only; a listing every 0.15 s, as each takes
+    # CPU from the service and moto, which run in this process)
+    code = interrupt_halfway(upload, lambda: len(service.stored_sizes("data/run1")), files // 3, signal.SIGINT, pause=0.15)
     assert code == 130
     kept = settled(lambda: service.stored_sizes("data/run1"))  # requests the server was finishing as the client went
-    assert files // 2 <= len(kept) < files
+    assert files // 3 <= len(kept) < files
     assert set(kept.values()) == {size}, "a partial upload is stored"
     resumed = cli_json(cli_env, "upload", str(source), "data/run1")
     assert resumed == {
@@ -226,12 +242,13 @@ def test_a_whole_session_through_the_cli(service: Service, cli_env: dict[str, st
     }
     assert service.stored_sizes("data/run1") == dict.fromkeys(hashes, size)
     if service.s3 is not None:  # S3's ETag is the MD5 of a POSTed object: --checksum compares content
-        changed = source / "a" / "frame001.bin"
+        changed = source / "a" / "b" / "frame002.bin"
         with changed.open("r+b") as f:
             f.write(b"\0" * 16)  # the same size, other bytes
-        checked = cli_json(cli_env, "upload", "--checksum", str(source), "data/run1")
-        assert (checked["files_skipped"], checked["files_transferred"]) == (files - 1, 1)
-        hashes["a/frame001.bin"] = hashlib.sha256(changed.read_bytes()).hexdigest()
+        # (a subfolder's third of the files: each costs two requests to moto in this process)
+        checked = cli_json(cli_env, "upload", "--checksum", str(source / "a" / "b"), "data/run1/a/b")
+        assert (checked["files_skipped"], checked["files_transferred"]) == (files // 3 - 1, 1)
+        hashes["a/b/frame002.bin"] = hashlib.sha256(changed.read_bytes()).hexdigest()
 
     listing = cli_json(cli_env, "ls", "-r", "data/run1")
     assert [e["path"] for e in listing if e["type"] == "file"] == sorted(f"data/run1/{rel}" for rel in hashes)
@@ -316,8 +333,9 @@ def test_the_other_commands_exit_codes_and_errors(service: Service, cli_env: dic
     # it kept the token it signed in for; `logout` forgets it, and without one the CLI says what to do
     assert cli(cli_env, "ls").returncode == 0
     assert cli(cli_env, "logout").returncode == 0
-    signed_out = cli(cli_env, "ls")
+    signed_out = cli(cli_env, "--json", "ls")
     assert signed_out.returncode == 2 and "decode-cloud login" in signed_out.stderr
+    assert msgspec.json.decode(signed_out.stdout)["error"]["exit_code"] == 2  # every failure as JSON too
 
 
 @stacks("local-sqlite")
@@ -386,10 +404,10 @@ async def test_the_async_client_signs_in_through_cognito(service: Service):
 def test_the_client_installs_without_the_servers_dependencies():
     """What `pip install ./client` pulls in: the closure of client/pyproject.toml's dependencies over
     the requirements the installed distributions declare (the versions constraints.txt pins), none of
-    them the server's. (Checked by hand too, in a fresh venv: `python3 -m venv v && v/bin/pip install
-    ./client` installs 18 distributions in ~20 s, too slow for the suite; every CLI run of the tests
-    above also fails if it imported a server module.) And the installed `decode-cloud` script answers
-    `--help` with examples."""
+    them the server's (the real install is `test_the_client_installs_alone_in_a_fresh_venv`, which
+    needs the package index; every CLI run of the tests above also fails if it imported a server
+    module). And the installed `decode-cloud` script answers `--help`, and every command's help has
+    examples and `--json`."""
     project = tomllib.loads((ROOT / "client" / "pyproject.toml").read_text())["project"]
     todo = list(project["dependencies"])
     closure: set[str] = set()
@@ -408,6 +426,124 @@ def test_the_client_installs_without_the_servers_dependencies():
     server = {"litestar", "sqlalchemy", "asyncpg", "boto3", "aioboto3", "botocore", "decode-userapi", "uvicorn", "alembic"}
     assert not closure & server, closure & server
     script = Path(sys.executable).parent / "decode-cloud"
-    for args in ([], ["upload"], ["watch"]):
-        shown = subprocess.run([script, *args, "--help"], capture_output=True, text=True, timeout=30)
-        assert shown.returncode == 0 and "examples:" in shown.stdout, shown.stderr
+    shown = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=30)
+    assert shown.returncode == 0 and "examples:" in shown.stdout, shown.stderr
+    commands = re.findall(r"^    (\w+) ", shown.stdout.split("commands:")[1], re.MULTILINE)
+    assert {"login", "upload", "download", "watch", "cancel", "events", "submit", "delete"} <= set(commands), commands
+    for name in commands:  # every command: examples in its --help, and --json
+        help_text = io.StringIO()
+        with contextlib.redirect_stdout(help_text), pytest.raises(SystemExit):
+            build_parser().parse_args([name, "--help"])
+        assert "examples:\n  decode-cloud" in help_text.getvalue() and "--json" in help_text.getvalue(), name
+
+
+class Lines:
+    """A process's stdout lines as they arrive (read on a thread), each with its arrival time."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.lines: list[tuple[float, str]] = []
+        self.thread = threading.Thread(target=self._read, args=(process,), daemon=True)
+        self.thread.start()
+
+    def _read(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            self.lines.append((time.monotonic(), line))
+
+    def wait_for(self, text: str, timeout: float) -> float:
+        """When a line holding `text` arrived; fails after `timeout` seconds without one."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for at, line in list(self.lines):
+                if text in line:
+                    return at
+            time.sleep(0.02)
+        raise AssertionError(f"no line with {text!r} within {timeout} s: {self.lines}")
+
+
+@stacks("local-sqlite")  # the stream's own tests cover its storage; this is the client's side
+def test_watch_follows_the_live_stream_and_cancel_events_and_ctrl_c(service: Service, cli_env: dict[str, str], tmp_path: Path):
+    """`watch` with a 60 s `--interval` shows each status within seconds of it (0.04 s here): only the live
+    stream `GET /jobs/events/stream` can have told it. `cancel` ends a watched job (exit 3), `events`
+    lists its history, Ctrl-C stops a `watch` (exit 130, the job goes on), and a folder download
+    recreates the remote folder's empty subfolders."""
+    env = {**cli_env, "DECODE_CLOUD_USERNAME": USER, "DECODE_CLOUD_PASSWORD": PASSWORD}
+    with Client(service.url, username=USER, password=PASSWORD) as c:
+        c.mkdir("config/c1")
+        c.mkdir("data/d1/empty/deeper")
+        (tmp_path / "f.txt").write_bytes(b"1")
+        c.upload(tmp_path / "f.txt", "data/d1/")
+    submit = ("--file", str(tmp_path / "job.yaml"))
+    (tmp_path / "job.yaml").write_text("application: {application: decode, version: v0_10_1, entrypoint: train}\n"
+                                       "attributes: {files_down: {config_id: c1}}\n")
+
+    job = cli_json(env, "submit", "live", *submit)
+    watch = start(env, "watch", str(job["id"]), "--interval", "60")
+    lines = Lines(watch)
+    lines.wait_for("queued", 30)  # (a change before its stream is up is read when it comes up)
+    for status, details in (("pulled", None), ("running", "epoch 1/1"), ("finished", "model saved")):
+        sent = time.monotonic()
+        drive(service, job["id"], (status, details))
+        assert lines.wait_for(status, 10) - sent < 5, f"{status} arrived late"  # polling: 60 s
+    assert watch.wait(timeout=10) == 0
+
+    other = cli_json(env, "submit", "other", *submit)
+    watch = start(env, "watch", str(other["id"]), "--interval", "60")
+    Lines(watch).wait_for("queued", 30)
+    canceled = cli_json(env, "cancel", str(other["id"]))
+    assert canceled["status"] == "canceled" and canceled["date_finished"]
+    assert watch.wait(timeout=10) == 3  # the canceled code, promptly: told by the stream
+    again = cli(env, "--json", "cancel", str(other["id"]))
+    assert again.returncode == 1 and msgspec.json.decode(again.stdout)["error"]["status"] == 409
+    history = cli_json(env, "events", str(other["id"]))
+    assert history[0]["kind"] == "created" and history[-1]["kind"] == "cancel"
+    assert history[-1]["status"] == "canceled"
+    table = cli(env, "events", str(job["id"]))
+    assert table.returncode == 0 and "epoch 1/1" in table.stdout and "finished" in table.stdout
+    with Client(service.url, username=USER, password=PASSWORD) as c:  # the library's side: paged, `after`
+        everything = c.events(job["id"])
+        assert [e.status for e in everything if e.kind == "status"] == ["pulled", "running", "finished"]
+        assert c.events(job["id"], after=everything[1].id) == everything[2:]
+
+    third = cli_json(env, "submit", "third", *submit)
+    watch = start(env, "watch", str(third["id"]), "--interval", "60")
+    Lines(watch).wait_for("queued", 30)
+    watch.send_signal(signal.SIGINT)
+    assert watch.wait(timeout=10) == 130
+    assert watch.stderr is not None and f"stopped watching job {third['id']}" in watch.stderr.read()
+    assert cli_json(env, "status", str(third["id"]))["status"] == "queued"  # it goes on
+
+    assert cli_json(env, "download", "data/d1", str(tmp_path / "d1"))["files_transferred"] == 1
+    assert (tmp_path / "d1" / "empty" / "deeper").is_dir() and (tmp_path / "d1" / "f.txt").read_bytes() == b"1"
+
+
+def test_the_client_installs_alone_in_a_fresh_venv(tmp_path: Path):
+    """`pip install ./client` into a fresh venv, as the acceptance checks it on a clean clone: it
+    installs, `decode-cloud` runs there, and nothing of the server came with it.
+
+    It needs the package index (the client's build backend, hatchling, and its dependencies' wheels
+    come from there; pip's cache only makes it quicker), and is skipped when the index cannot be
+    reached. Quick because the venv is made without pip (0.1 s instead of ~7 s for ensurepip) and this
+    venv's pip installs into it (`pip --python`): 5.8 s with a warm pip cache, 9.7 s with none
+    (`--no-cache-dir`), on 2 shared cores, 2026-12-01. An offline `--no-index --find-links` install
+    from a wheel directory was slower (~10 s warm, `pip download` + `pip wheel` of ~12 s to fill the
+    directory first, from the index as well), so it would not make this test offline."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
+    python = venv / "bin" / "python"
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--retries", "1", "--timeout", "20",
+         "-c", str(ROOT / "constraints.txt"), str(ROOT / "client")],
+        capture_output=True, text=True, timeout=300,
+    )
+    unreachable = ("NewConnectionError", "Failed to establish a new connection", "Temporary failure in name resolution",
+                   "Network is unreachable", "ConnectTimeout", "ProxyError")
+    if install.returncode != 0 and any(sign in install.stderr for sign in unreachable):
+        pytest.skip(f"the package index cannot be reached: {install.stderr[-300:]}")
+    assert install.returncode == 0, install.stderr
+    shown = subprocess.run([venv / "bin" / "decode-cloud", "--help"], capture_output=True, text=True, timeout=30)
+    assert shown.returncode == 0 and "examples:" in shown.stdout, shown.stderr
+    installed = {p.name.split("-")[0].lower().replace("_", "-") for p in (venv / "lib").glob("python3*/site-packages/*.dist-info")}
+    assert {"decode-cloud", "httpx", "msgspec", "rich", "pyyaml"} <= installed, installed
+    server = {"litestar", "sqlalchemy", "asyncpg", "boto3", "aioboto3", "botocore", "decode-userapi", "uvicorn", "alembic"}
+    assert not installed & server, installed & server

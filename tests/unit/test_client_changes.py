@@ -1,12 +1,11 @@
 """`AsyncClient.changes` (what `wait` and `decode-cloud watch` follow): woken by the live stream
 `GET /jobs/events/stream` where the service has it, reading every poll interval where it has not.
 
-The service is played by an `httpx.MockTransport`: the stream itself (Server-Sent Events, as docs/api.md
-describes them) is being added to the service in parallel (issue #13), and this pins the client's
-side of it: a message about the job triggers a read at once, other jobs' messages do not matter, and
-a 404 for the stream falls back to polling. (Checked by hand against the stream itself, branch `sse`
-at 5b3df2b with its worker simulator stepping every second: `decode-cloud watch ID --interval 30`
-printed each of the six statuses within a second of it and ended 5.1 s after the submit.)
+The service is played by an `httpx.MockTransport`, which pins the client's side of the stream
+(Server-Sent Events, as docs/api.md describes them): a message about the job triggers a read at once,
+other jobs' messages do not matter, and a 404 for the stream falls back to polling. Against the
+service's real stream: `test_watch_follows_the_live_stream_and_cancel_events_and_ctrl_c` in
+tests/integration/test_client.py.
 """
 
 from __future__ import annotations

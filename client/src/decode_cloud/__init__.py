@@ -12,6 +12,7 @@ from decode_cloud.models import (
     Hardware,
     Job,
     JobCreate,
+    JobEvent,
     TransferSummary,
     User,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "Hardware",
     "Job",
     "JobCreate",
+    "JobEvent",
     "NoProgress",
     "Progress",
     "TransferSummary",

@@ -157,6 +157,22 @@ def approx_bytes(size: str) -> int:
         return 0
 
 
+def may_be_size(listed: str, size: int) -> bool:
+    """Whether a listing's rounded size ("3.4 MB", "19 Bytes") may be that of a file of `size` bytes:
+    false only when it cannot be, so a file whose size clearly changed needs no exact look-up."""
+    number, _, unit = listed.partition(" ")
+    try:
+        value = float(number)
+    except ValueError:
+        return True
+    if unit in ("Byte", "Bytes"):
+        return int(value) == size
+    scale = _UNITS.get(unit)
+    if scale is None:
+        return True
+    return abs(size - value * scale) <= 0.051 * scale  # one decimal shown: off by at most half a tenth
+
+
 def sse_concerns(data: str, job_id: int) -> bool:
     """Whether a `GET /jobs/events/stream` message's data is about the job `job_id` (unreadable: yes)."""
     try:

@@ -17,10 +17,11 @@ import msgspec
 
 from decode_cloud import _transfer as t
 from decode_cloud.errors import ApiError, AuthError, DecodeCloudError, WaitTimeout
-from decode_cloud.models import FileHTTPRequest, FileInfo, Job, JobCreate, TransferSummary, User
+from decode_cloud.models import FileHTTPRequest, FileInfo, Job, JobCreate, JobEvent, TransferSummary, User
 
 _RETRY_STATUSES = (429, 502, 503, 504)
 _RETRIES = 4
+_UPLOAD_REQUEST_REUSE = 60.0  # seconds; pre-signed requests live far longer (an hour by default)
 
 
 class Progress(Protocol):
@@ -66,6 +67,7 @@ class AsyncClient:
         parallel: int = 4,
         poll_interval: float = 1.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        blocking_transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.token = token
@@ -78,8 +80,9 @@ class AsyncClient:
             base_url=self.url, timeout=httpx.Timeout(timeout, connect=10.0), limits=limits, transport=transport
         )
         # the blocking twin moves download bodies on worker threads (see `_download_file`)
-        self._blocking_http = httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0), limits=limits)
+        self._blocking_http = httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0), limits=limits, transport=blocking_transport)
         self._login_lock = asyncio.Lock()
+        self._upload_requests: dict[str, tuple[float, FileHTTPRequest]] = {}
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -225,16 +228,25 @@ class AsyncClient:
         response = await self._send("GET", f"/files/{t.quoted(t.remote_path(path))}", ok=(404,), params={"show_dirs": "false"})
         return response.status_code != 404
 
-    async def _remote_files(self, folder: str) -> dict[str, FileInfo]:
+    async def _remote_files(self, folder: str, *, recursive: bool = True) -> dict[str, FileInfo]:
         """Files under a remote folder, by path relative to it; empty when the folder is missing."""
+        files, _ = await self._remote_tree(folder, show_dirs=False, recursive=recursive)
+        return files
+
+    async def _remote_tree(
+        self, folder: str, *, show_dirs: bool = True, recursive: bool = True
+    ) -> tuple[dict[str, FileInfo], builtins.list[str]]:
+        """Files under a remote folder by path relative to it, and its subfolders (relative, no
+        trailing slash); both empty when the folder is missing."""
         try:
-            entries = await self.ls(folder, recursive=True, show_dirs=False)
+            entries = await self.ls(folder, recursive=recursive, show_dirs=show_dirs)
         except ApiError as error:
             if error.status == 404:
-                return {}
+                return {}, []
             raise
         prefix = t.remote_path(folder) + "/" if t.remote_path(folder) else ""
-        return {e.path[len(prefix) :]: e for e in entries if not e.is_dir}
+        files = {e.path[len(prefix) :]: e for e in entries if not e.is_dir}
+        return files, [e.path[len(prefix) :].rstrip("/") for e in entries if e.is_dir]
 
     # -- upload
 
@@ -270,14 +282,16 @@ class AsyncClient:
             size: int | None = await asyncio.to_thread(_size, source)
             plan = [(source, target, size or 0)]
             parent = target.rpartition("/")[0]
-            known = {t.remote_path(parent, k): v for k, v in (await self._remote_files(parent)).items()} if parent else {}
+            # the folder's own files only: a file upload into a large tree does not list all of it
+            known = {t.remote_path(parent, k): v for k, v in (await self._remote_files(parent, recursive=False)).items()} if parent else {}
         else:
             raise FileNotFoundError(str(source))
         summary = TransferSummary(files_total=len(plan), bytes_total=sum(size for _, _, size in plan))
         progress.start(len(plan), summary.bytes_total)
 
         async def one(path: Path, target: str, size: int) -> None:
-            if target in known and await self._same_remote(target, path, size, checksum):
+            listed = known.get(target)
+            if listed is not None and t.may_be_size(listed.size, size) and await self._same_remote(target, path, size, checksum):
                 summary.files_skipped += 1
                 summary.bytes_skipped += size
                 progress.file_done(target, size, skipped=True)
@@ -311,11 +325,25 @@ class AsyncClient:
             if response.status_code >= 400 and response.status_code != 416:
                 await response.aread()
                 raise ApiError.from_response(response)
+            if response.status_code != 200:  # 206/416: a byte or nothing, read so the connection is reused
+                await response.aread()
             return t.size_from_headers(response.status_code, response.headers), response.headers.get("etag")
 
     async def upload_request(self, folder: str) -> FileHTTPRequest:
         """The request that uploads files into `folder` (`POST /files/{folder}/url`)."""
         return await self._json("POST", f"/files/{t.quoted(t.remote_path(folder))}/url", FileHTTPRequest)  # type: ignore[no-any-return]
+
+    async def _cached_upload_request(self, folder: str) -> tuple[FileHTTPRequest, bool]:
+        """The upload request for `folder`, and whether it was just made. One request serves every
+        file of the folder (S3's pre-signed POST names the key as `folder/${filename}`), so it is
+        reused for up to `_UPLOAD_REQUEST_REUSE` seconds, which saves a round trip to the service per
+        file (`_upload_file` asks for a new one when a reused one is refused)."""
+        cached = self._upload_requests.get(folder)
+        if cached is not None and time.monotonic() - cached[0] < _UPLOAD_REQUEST_REUSE:
+            return cached[1], False
+        request = await self.upload_request(folder)
+        self._upload_requests[folder] = (time.monotonic(), request)
+        return request, True
 
     async def _upload_file(self, path: Path, target: str, size: int, progress: Progress) -> None:
         folder, _, name = target.rpartition("/")
@@ -326,11 +354,17 @@ class AsyncClient:
             sent += nbytes
             progress.advance(target, nbytes)
 
+        fresh = False
         for attempt in range(_RETRIES + 1):
-            request = await self.upload_request(folder)
+            request, fresh = await self._cached_upload_request(folder)
             body = t.MultipartFile(request.data, name, path, size, advance)
             headers = {**request.headers, "content-type": body.content_type, "content-length": str(body.length)}
             response = await self._http.request(request.method.upper(), request.url, headers=headers, content=body.stream())
+            if response.status_code in (401, 403) and not fresh:  # the reused request expired (or its token did)
+                self._upload_requests.pop(folder, None)
+                progress.advance(target, -sent)
+                sent = 0
+                continue
             if response.status_code in _RETRY_STATUSES and attempt < _RETRIES:
                 progress.advance(target, -sent)  # sent again from the start
                 sent = 0
@@ -365,20 +399,24 @@ class AsyncClient:
         remote_files: dict[str, FileInfo] = {}
         if await self.is_dir(remote):
             base = t.remote_path(remote)
-            remote_files = await self._remote_files(base)
-            plan = [(t.remote_path(base, rel), destination.joinpath(*rel.split("/"))) for rel in remote_files]
-            await asyncio.to_thread(destination.mkdir, parents=True, exist_ok=True)
+            remote_files, remote_dirs = await self._remote_tree(base)
+            plan: builtins.list[tuple[str, Path, str | None]] = [
+                (t.remote_path(base, rel), destination.joinpath(*rel.split("/")), info.size) for rel, info in remote_files.items()
+            ]
+            # the folders too, so empty ones arrive as well (as `upload` creates them remotely)
+            for folder in [destination] + [destination.joinpath(*rel.split("/")) for rel in remote_dirs]:
+                await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
         else:
             name = t.remote_path(remote).rpartition("/")[2]
             into = str(local).endswith(("/", os.sep)) or await asyncio.to_thread(_kind, destination) == "dir"
             target = destination / name if into else destination
-            plan = [(t.remote_path(remote), target)]
+            plan = [(t.remote_path(remote), target, None)]
         summary = TransferSummary(files_total=len(plan))
         # the listing's sizes are rounded ("3.4 MB"): enough for a progress bar's total and ETA
         progress.start(len(plan), sum(t.approx_bytes(remote_files[rel].size) for rel in remote_files) if remote_files else 0)
 
-        async def one(source: str, target: Path) -> None:
-            size = await self._download_file(source, target, checksum, progress)
+        async def one(source: str, target: Path, listed: str | None) -> None:
+            size = await self._download_file(source, target, checksum, progress, listed)
             summary.bytes_total += abs(size)
             if size < 0:
                 summary.files_skipped += 1
@@ -390,7 +428,7 @@ class AsyncClient:
         await self._each(plan, one)
         return summary
 
-    async def _download_file(self, source: str, target: Path, checksum: bool, progress: Progress) -> int:
+    async def _download_file(self, source: str, target: Path, checksum: bool, progress: Progress, listed: str | None = None) -> int:
         """Download one file; its size, negative when it was skipped as already complete.
 
         The bytes move on a worker thread with blocking I/O (`_fetch`): per GiB that costs a third of
@@ -398,26 +436,52 @@ class AsyncClient:
         read through the async stack costs far more than a blocking `recv`; bench/client_transfer.py),
         and the disk writes overlap the network. Cancelling (Ctrl-C) sets `stop`, which the thread
         checks between reads: it deletes its temporary file and returns, and `asyncio.run` waits for it.
+        `listed` is the file's size as the listing gives it (rounded), when there was one.
         """
         request = await self.download_request(source)
         stop = threading.Event()
         try:
-            return await asyncio.to_thread(self._fetch, request, source, target, checksum, progress, stop)
+            return await asyncio.to_thread(self._fetch, request, source, target, checksum, progress, stop, listed)
         except BaseException:
             stop.set()
             raise
 
-    def _fetch(self, request: FileHTTPRequest, source: str, target: Path, checksum: bool, progress: Progress, stop: threading.Event) -> int:
+    def _fetch(
+        self,
+        request: FileHTTPRequest,
+        source: str,
+        target: Path,
+        checksum: bool,
+        progress: Progress,
+        stop: threading.Event,
+        listed: str | None,
+    ) -> int:
+        local = _size(target)
+        probed = False
+        if local is not None and (listed is None or t.may_be_size(listed, local)):
+            probed = True
+            # complete already? A one-byte ranged GET says, and its body is read, so its connection is
+            # reused (a GET of the whole file closed unread costs a new connection, on S3 a TLS handshake)
+            one_byte = {**request.headers, "range": "bytes=0-0"}
+            with self._blocking_http.stream(request.method.upper(), request.url, headers=one_byte) as probe:
+                if probe.status_code >= 400 and probe.status_code != 416:
+                    probe.read()
+                    raise ApiError.from_response(probe)
+                size = t.size_from_headers(probe.status_code, probe.headers)
+                etag = probe.headers.get("etag")
+                if probe.status_code != 200:  # 206/416: a byte or nothing; a 200 (Range ignored) is left unread
+                    probe.read()
+            if size == local and self._same_content(target, etag, checksum):
+                progress.file_done(source, local, skipped=True)
+                return -local
         with self._blocking_http.stream(request.method.upper(), request.url, headers=request.headers) as response:
             if response.status_code >= 400:
                 response.read()
                 raise ApiError.from_response(response)
             size = t.size_from_headers(response.status_code, response.headers)
-            if size is not None and _size(target) == size:
-                remote_md5 = t.etag_md5(response.headers.get("etag"))
-                if not checksum or (remote_md5 is not None and t.md5_file(target) == remote_md5):
-                    progress.file_done(source, size, skipped=True)
-                    return -size
+            if not probed and size is not None and local == size and self._same_content(target, response.headers.get("etag"), checksum):
+                progress.file_done(source, size, skipped=True)
+                return -size
             progress.file_started(source, size or 0)
             _prepare(target)
             part = t.temp_name(target)
@@ -438,6 +502,15 @@ class AsyncClient:
                 raise
         progress.file_done(source, written, skipped=False)
         return written
+
+    @staticmethod
+    def _same_content(target: Path, etag: str | None, checksum: bool) -> bool:
+        """For a local file of the remote one's size: whether it counts as the same (without
+        `checksum`, yes; with it, when the ETag is an MD5 and equals the file's)."""
+        if not checksum:
+            return True
+        remote_md5 = t.etag_md5(etag)
+        return remote_md5 is not None and t.md5_file(target) == remote_md5
 
     async def _each(self, plan: builtins.list[Any], one: Any) -> None:
         """Run `one(*item)` for every item, `parallel` at a time; the first failure cancels the rest."""
@@ -471,6 +544,23 @@ class AsyncClient:
 
     async def job(self, job_id: int) -> Job:
         return await self._json("GET", f"/jobs/{int(job_id)}", Job)  # type: ignore[no-any-return]
+
+    async def cancel(self, job_id: int) -> Job:
+        """Cancel a job wherever it is (`POST /jobs/{id}/cancel`): the job, now `canceled`. Its record,
+        runtime details and output folders stay. `ApiError` 409 when it has ended already."""
+        return await self._json("POST", f"/jobs/{int(job_id)}/cancel", Job)  # type: ignore[no-any-return]
+
+    async def events(self, job_id: int, *, after: int = 0) -> builtins.list[JobEvent]:
+        """The job's history (`GET /jobs/{id}/events`), oldest first: the events whose `id` is above
+        `after` (0: all), every page of them."""
+        found: builtins.list[JobEvent] = []
+        while True:
+            params = {"after": after, "limit": 1000}
+            page: builtins.list[JobEvent] = await self._json("GET", f"/jobs/{int(job_id)}/events", list[JobEvent], params=params)
+            if not page:
+                return found
+            found += page
+            after = page[-1].id
 
     async def delete(self, job_id: int) -> None:
         """Delete a job and its output folders."""
@@ -523,6 +613,7 @@ class AsyncClient:
                     if response.status_code != 200 or not response.headers.get("content-type", "").startswith("text/event-stream"):
                         return  # no live stream here (or it refused us): reading every poll_interval does it all
                     stream["up"] = True
+                    wake.set()  # read the job once more: a change between the first read and now was not streamed
                     data: builtins.list[str] = []
                     async for line in response.aiter_lines():
                         if line.startswith("id:"):

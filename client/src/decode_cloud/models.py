@@ -88,6 +88,20 @@ class Job(msgspec.Struct, frozen=True):
         return self.status in FINAL_STATUSES
 
 
+class JobEvent(msgspec.Struct, frozen=True):
+    """One entry of a job's history (`GET /jobs/{id}/events`): its creation, each status update from
+    the workers (`ignored` when it changed nothing), each hand-over attempt, its cancel."""
+
+    id: int
+    job_id: int
+    at: str
+    kind: str  # created, status, dispatch, cancel, delete
+    seq: int = 0
+    status: str | None = None
+    details: str | None = None
+    ignored: bool = False
+
+
 class User(msgspec.Struct, frozen=True):
     email: str
     groups: list[str] = []

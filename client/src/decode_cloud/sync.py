@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from decode_cloud.aio import AsyncClient, Progress
-from decode_cloud.models import FileHTTPRequest, FileInfo, Job, JobCreate, TransferSummary, User
+from decode_cloud.models import FileHTTPRequest, FileInfo, Job, JobCreate, JobEvent, TransferSummary, User
 
 T = TypeVar("T")
 
@@ -116,6 +116,12 @@ class Client:
 
     def job(self, job_id: int) -> Job:
         return self._run(self.aio.job, job_id)
+
+    def cancel(self, job_id: int) -> Job:
+        return self._run(self.aio.cancel, job_id)
+
+    def events(self, job_id: int, *, after: int = 0) -> builtins.list[JobEvent]:
+        return self._run(self.aio.events, job_id, after=after)
 
     def delete(self, job_id: int) -> None:
         self._run(self.aio.delete, job_id)
