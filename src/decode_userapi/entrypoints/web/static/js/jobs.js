@@ -228,7 +228,7 @@ export class JobPage {
       ["Priority", String(job.priority)],
       ["Environment", job.environment || "any"],
       ["Inputs", [inputs.config_id && `config/${inputs.config_id}`, ...(inputs.data_ids || []).map((d) => `data/${d}`),
-        ...(inputs.artifact_ids || []).map((a) => `artifact/${a}`)].filter(Boolean).join(", ")],
+        ...(inputs.artifact_ids || []).map((a) => `artifact/${a}`)].filter(Boolean).join(", ") || "none"],
       ["Hand-over to the workers", `${job.dispatch.status}, ${job.dispatch.attempts} attempt(s)` +
         (job.dispatch.last_error ? `; last error: ${job.dispatch.last_error}` : "") +
         (job.dispatch.next_attempt_at ? `; next attempt ${formatDate(job.dispatch.next_attempt_at)}` : "")],
