@@ -235,24 +235,25 @@ async def cmd_ls(args: argparse.Namespace) -> int:
     return await _with_client(args, run)
 
 
-async def cmd_upload(args: argparse.Namespace) -> int:
+async def _transfer(args: argparse.Namespace, verb: str, source: str, destination: str) -> int:
+    """`upload` or `download` (the client's method of that name), with progress bars on a terminal."""
+
     async def run(client: AsyncClient) -> int:
-        with Bars("uploaded", enabled=not args.json and err.is_terminal) as bars:
-            summary = await client.upload(args.local, args.remote, checksum=args.checksum, progress=bars if bars.enabled else None)
-        _show_transfer(args, summary, "uploaded")
+        method = client.upload if verb == "uploaded" else client.download
+        with Bars(verb, enabled=not args.json and err.is_terminal) as bars:
+            summary = await method(source, destination, checksum=args.checksum, progress=bars if bars.enabled else None)
+        _show_transfer(args, summary, verb)
         return EXIT_OK
 
     return await _with_client(args, run)
+
+
+async def cmd_upload(args: argparse.Namespace) -> int:
+    return await _transfer(args, "uploaded", args.local, args.remote)
 
 
 async def cmd_download(args: argparse.Namespace) -> int:
-    async def run(client: AsyncClient) -> int:
-        with Bars("downloaded", enabled=not args.json and err.is_terminal) as bars:
-            summary = await client.download(args.remote, args.local, checksum=args.checksum, progress=bars if bars.enabled else None)
-        _show_transfer(args, summary, "downloaded")
-        return EXIT_OK
-
-    return await _with_client(args, run)
+    return await _transfer(args, "downloaded", args.remote, args.local)
 
 
 async def cmd_mkdir(args: argparse.Namespace) -> int:
